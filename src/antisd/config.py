@@ -1,0 +1,183 @@
+"""``AntiSDConfig``: TRL's ``GRPOConfig`` plus the AntiSD / SD fields (METHOD.md).
+
+Defaults are the paper's canonical AntiSD: JSD-ascent token signal -phi(u), lambda_max 0.5,
+additive composition, teacher-entropy Schmitt gate with 5 warm-up steps, down ratio 0.93 and
+up ratio 1.0. ``method="grpo"`` leaves TRL's GRPO untouched; ``method="sd"`` is the paper's
+default self-distillation (+u, no gate). Every ablation of METHOD.md's table is a field value:
+
+    reverse-KL ascent          token_signal="antisd_rkl"
+    no gate                    gate="none"
+    gate thresholds            gate_down_ratio=0.90 / 0.95
+    multiplicative             composition="multiplicative"
+    student-perplexity gate    gate="student_perplexity"
+    continual AntiSD           start from a GRPO checkpoint (model path), fresh gate warm-up
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trl import GRPOConfig
+
+from antisd.context import (
+    DEFAULT_ANSWER_TEMPLATE,
+    DEFAULT_FEEDBACK_CORRECT,
+    DEFAULT_FEEDBACK_INCORRECT,
+    DEFAULT_TEMPLATE,
+    SOURCES,
+    ContextConfig,
+)
+from antisd.gate import gate_kinds
+from antisd.signals import composition_modes, signal_kinds
+
+METHODS = ("grpo", "sd", "antisd")
+DEFAULT_SIGNAL = {"sd": "sd", "antisd": "antisd"}
+DEFAULT_GATE = {"sd": "none", "antisd": "teacher_entropy"}
+DELIBERATION_WORDS = ("Wait", "Let", "Maybe", "Alternatively", "But", "Hmm")
+
+
+def _choice_error(name: str, value: object, valid: list[str] | tuple[str, ...]) -> ValueError:
+    return ValueError(f"{name}={value!r} is not valid; choose one of {sorted(valid)}")
+
+
+@dataclass
+class AntiSDConfig(GRPOConfig):
+    """GRPOConfig with the AntiSD fields. See the module docstring for the ablation map."""
+
+    # ---------------------------------------------------------------- method
+    method: Literal["grpo", "sd", "antisd"] = field(
+        default="antisd",
+        metadata={"help": "grpo: TRL's GRPO unchanged; sd: self-distillation (+u); antisd: anti-self-distillation.",
+                  "choices": list(METHODS)},
+    )
+    token_signal: str | None = field(
+        default=None,
+        metadata={"help": "Per-token term delta_t: antisd (-phi(u), JSD ascent), sd (+u, reverse-KL descent), "
+                          "sd_jsd (+phi(u)), antisd_rkl (-u, reverse-KL ascent). Default: antisd for method=antisd, "
+                          "sd for method=sd."},
+    )
+    lambda_max: float = field(default=0.5, metadata={"help": "Weight lambda of the token term when the gate is on."})
+    composition: str = field(
+        default="additive",
+        metadata={"help": "additive: A_seq + lambda*delta; multiplicative: A_seq * (1 + lambda*delta)."},
+    )
+    # ---------------------------------------------------------------- gate
+    gate: str | None = field(
+        default=None,
+        metadata={"help": "teacher_entropy (canonical), student_perplexity (ablation) or none. "
+                          "Default: teacher_entropy for antisd, none for sd."},
+    )
+    gate_warmup_steps: int = field(default=5, metadata={"help": "Generation batches with lambda=0 whose statistics set H_warm (their median)."})
+    gate_down_ratio: float = field(default=0.93, metadata={"help": "The gate turns off when the statistic leaves down_ratio*H_warm."})
+    gate_up_ratio: float = field(default=1.0, metadata={"help": "An off gate turns back on at up_ratio*H_warm (hysteresis)."})
+    gate_statistic: Literal["mean", "median"] = field(
+        default="mean",
+        metadata={"help": "Per-step statistic over all response tokens: mean (project default) or median.",
+                  "choices": ["mean", "median"]},
+    )
+    reset_gate_on_resume: bool = field(
+        default=False,
+        metadata={"help": "Continual mode: ignore a checkpoint's gate state and start a fresh warm-up."},
+    )
+    # ---------------------------------------------------------------- privileged context
+    teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
+    feedback_correct: str = field(default=DEFAULT_FEEDBACK_CORRECT, metadata={"help": "Feedback string shown to the teacher for a correct rollout."})
+    feedback_incorrect: str = field(default=DEFAULT_FEEDBACK_INCORRECT, metadata={"help": "Feedback string shown to the teacher for an incorrect rollout."})
+    solution_sources: list[str] = field(
+        default_factory=lambda: list(SOURCES),
+        metadata={"help": "Solution sources in order of preference: sibling (a successful rollout of the same "
+                          "problem), dataset (the solution column), answer (answer_template with the answer column)."},
+    )
+    sibling_format: Literal["completion", "answer"] = field(
+        default="completion",
+        metadata={"help": "Show a sibling as its completion text, or as the answer line.", "choices": ["completion", "answer"]},
+    )
+    answer_template: str = field(default=DEFAULT_ANSWER_TEMPLATE, metadata={"help": "Answer-only solution line, with {answer}."})
+    max_solution_chars: int = field(default=8000, metadata={"help": "Keep at most this many trailing characters of a solution."})
+    strip_think: bool = field(default=True, metadata={"help": "Strip <think>...</think> from sibling solutions."})
+    correct_threshold: float = field(default=0.5, metadata={"help": "A rollout is correct when its correctness reward is >= this."})
+    correctness_reward: str | None = field(
+        default=None,
+        metadata={"help": "Name of the reward function that decides correctness (default: the first one)."},
+    )
+    solution_column: str = field(default="solution", metadata={"help": "Dataset column holding worked solutions (optional)."})
+    answer_column: str = field(default="answer", metadata={"help": "Dataset column holding final answers."})
+    problem_id_column: str | None = field(
+        default=None,
+        metadata={"help": "Dataset column identifying a problem across groups (default: the prompt text)."},
+    )
+    # ---------------------------------------------------------------- diagnostics
+    deliberation_words: list[str] = field(
+        default_factory=lambda: list(DELIBERATION_WORDS),
+        metadata={"help": "Words counted as deliberation tokens in the metrics (when single tokens)."},
+    )
+    dump_rollouts_every: int = field(
+        default=0, metadata={"help": "Every N generation batches write rollouts with per-token s, t, u to "
+                                     "<output_dir>/rollouts/ (0: never)."},
+    )
+    teacher_batch_size: int | None = field(
+        default=None, metadata={"help": "Sequences per teacher forward (default: per_device_train_batch_size)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise _choice_error("method", self.method, METHODS)
+        if self.token_signal is None and self.method != "grpo":
+            self.token_signal = DEFAULT_SIGNAL[self.method]
+        if self.token_signal is not None and self.token_signal not in signal_kinds():
+            raise _choice_error("token_signal", self.token_signal, signal_kinds())
+        if self.gate is None and self.method != "grpo":
+            self.gate = DEFAULT_GATE[self.method]
+        if self.gate is not None and self.gate not in gate_kinds():
+            raise _choice_error("gate", self.gate, gate_kinds())
+        if self.composition not in composition_modes():
+            raise _choice_error("composition", self.composition, composition_modes())
+        if self.gate_statistic not in ("mean", "median"):
+            raise _choice_error("gate_statistic", self.gate_statistic, ["mean", "median"])
+        if not self.lambda_max >= 0:
+            raise ValueError(f"lambda_max={self.lambda_max} must be >= 0 (the weight of the token term)")
+        if self.gate_warmup_steps < 1:
+            raise ValueError(f"gate_warmup_steps={self.gate_warmup_steps} must be >= 1 (H_warm is the median of the warm-up statistics)")
+        if not (0 < self.gate_down_ratio <= self.gate_up_ratio):
+            raise ValueError(
+                f"gate_down_ratio={self.gate_down_ratio} must be in (0, gate_up_ratio={self.gate_up_ratio}] "
+                "(the gate turns off below down*H_warm and back on at up*H_warm)"
+            )
+        if self.dump_rollouts_every < 0:
+            raise ValueError(f"dump_rollouts_every={self.dump_rollouts_every} must be >= 0")
+        if isinstance(self.solution_sources, str):
+            self.solution_sources = [s.strip() for s in self.solution_sources.split(",") if s.strip()]
+        if isinstance(self.deliberation_words, str):
+            self.deliberation_words = [s.strip() for s in self.deliberation_words.split(",") if s.strip()]
+        # Validate the context settings now (before any model loads); raises with the field name.
+        _ = self.context_config
+        super().__post_init__()
+
+    @property
+    def uses_teacher(self) -> bool:
+        """True for sd/antisd: a privileged teacher pass runs every generation batch."""
+        return self.method != "grpo"
+
+    @property
+    def context_config(self) -> ContextConfig:
+        return ContextConfig(
+            template=self.teacher_template,
+            feedback_correct=self.feedback_correct,
+            feedback_incorrect=self.feedback_incorrect,
+            sources=tuple(self.solution_sources),
+            sibling_format=self.sibling_format,
+            answer_template=self.answer_template,
+            max_solution_chars=self.max_solution_chars,
+            strip_think=self.strip_think,
+            correct_threshold=self.correct_threshold,
+        )
+
+    @property
+    def gate_params(self) -> dict:
+        return {
+            "warmup_steps": self.gate_warmup_steps,
+            "down_ratio": self.gate_down_ratio,
+            "up_ratio": self.gate_up_ratio,
+            "lambda_max": self.lambda_max,
+        }

@@ -1,0 +1,346 @@
+"""``AntiSDTrainer``: TRL's GRPOTrainer with a privileged self-teacher token term.
+
+How it departs from GRPO (``method="grpo"`` departs in nothing: TRL's advantages pass through):
+
+1. After TRL generates and scores a generation batch (``super()._generate_and_score_completions``),
+   the rollouts, rewards and dataset columns of *all* processes are gathered, and each
+   rollout's privileged context is chosen by the pure ``antisd.context.build_teacher_contexts``
+   (a group may straddle ranks; every rank computes the same global choice and keeps its slice).
+2. Teacher pass: the current model, no gradient, on ``teacher_prompt_ids + the same
+   completion ids`` (never re-tokenised), through TRL's own chunked
+   ``_get_per_token_logps_and_entropies`` (no full-vocabulary logits are kept), sequences
+   sorted by teacher-prompt length to limit padding. Student log-probs are TRL's
+   ``old_per_token_logps`` where it computed them, else one no-grad pass.
+3. The gate (``antisd.gate``) is updated once per generation batch with the global statistic
+   (mean or median teacher entropy, or student perplexity) and returns lambda.
+4. ``advantages`` (B,) are replaced by ``compose_advantages(A_seq, delta, mask, lambda)``
+   (B, T); TRL's loss accepts (B, T) advantages unchanged.
+
+Override surface (TRL 1.16.0, pinned; ``tests/test_trl_hooks.py`` fails if it moves):
+``_calculate_rewards`` (stash the gathered rewards and local completions, call super first),
+``_generate_and_score_completions`` (call super first, then swap advantages),
+``_save_checkpoint`` / ``_load_optimizer_and_scheduler`` (gate state in the checkpoint).
+Called, not overridden: ``_get_per_token_logps_and_entropies``, ``_tokenize_prompts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import gather, gather_object
+from trl import GRPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
+
+from antisd.config import AntiSDConfig
+from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
+from antisd.gate import SchmittGate, make_gate
+from antisd.signals import compose_advantages, pmi, token_signal
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "antisd_state.json"
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists -> ids (N, P), mask (N, P)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def deliberation_token_ids(tokenizer, words: list[str]) -> set[int]:
+    """Ids of tokens that are exactly one of ``words`` (with or without a leading space)."""
+    ids: set[int] = set()
+    for w in words:
+        for variant in (w, " " + w):
+            enc = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(enc) == 1:
+                ids.add(int(enc[0]))
+    return ids
+
+
+class AntiSDTrainer(GRPOTrainer):
+    """GRPOTrainer + privileged self-teacher token advantages (see the module docstring)."""
+
+    args: AntiSDConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, AntiSDConfig):
+            raise TypeError(f"AntiSDTrainer needs args of type AntiSDConfig, got {type(self.args).__name__}")
+        self.gate: SchmittGate | None = (
+            make_gate(self.args.gate, **self.args.gate_params) if self.args.uses_teacher else None
+        )
+        self._generation_index = 0
+        self._stash: dict[str, Any] = {}
+        self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
+        names = list(self.reward_func_names)
+        want = self.args.correctness_reward
+        if want is not None and want not in names:
+            raise ValueError(f"correctness_reward={want!r} is not a reward function; have {names}")
+        self._correct_idx = names.index(want) if want is not None else 0
+
+    # ------------------------------------------------------------------ TRL hooks
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._stash = {"prompts": list(prompts), "completions": list(completions), "rewards_per_func": rewards_per_func}
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        stash, self._stash = self._stash, {}
+        self._log_completion_metrics(output, stash, mode)
+        if not self.args.uses_teacher or mode != "train":
+            return output
+        self._generation_index += 1
+        return self._apply_token_term(inputs, output, stash)
+
+    # ------------------------------------------------------------------ the token term
+    def _global_contexts(self, inputs, stash) -> tuple[list[TeacherContext], torch.Tensor]:
+        """Gather rollouts of all ranks, pick contexts globally, return this rank's slice."""
+        a = self.args
+        local_prompts = [x["prompt"] for x in inputs]
+        completions = [c if isinstance(c, str) else c[-1]["content"] for c in stash["completions"]]
+        local_ids = [
+            str(x[a.problem_id_column]) if a.problem_id_column and a.problem_id_column in x else json.dumps(x["prompt"], sort_keys=True)
+            for x in inputs
+        ]
+        rows = list(zip(local_prompts, completions, local_ids,
+                        [x.get(a.solution_column) for x in inputs], [x.get(a.answer_column) for x in inputs]))
+        all_rows = gather_object(rows) if self.accelerator.num_processes > 1 else rows
+        rewards = stash["rewards_per_func"][:, self._correct_idx].float().cpu()  # (B_global,)
+        rewards = torch.nan_to_num(rewards, nan=-math.inf)
+        G = self.num_generations
+        seed = random.Random(f"{a.seed}-{self._generation_index}").getrandbits(63)
+        contexts = build_teacher_contexts(
+            [r[0] for r in all_rows], [r[1] for r in all_rows], rewards.tolist(),
+            [i // G for i in range(len(all_rows))], problem_ids=[r[2] for r in all_rows],
+            solutions=[r[3] for r in all_rows], answers=[r[4] for r in all_rows],
+            config=a.context_config, seed=seed,
+        )
+        start = self.accelerator.process_index * len(inputs)
+        self._last_global_contexts = contexts
+        return contexts[start:start + len(inputs)], rewards[start:start + len(inputs)]
+
+    @torch.no_grad()
+    def _teacher_pass(self, contexts: list[TeacherContext], completion_ids, completion_mask):
+        """Teacher log-probs and entropies (B, T); rows without a context stay 0 / NaN."""
+        device = completion_ids.device
+        B, T = completion_ids.shape
+        t_logps = torch.zeros(B, T, device=device)
+        t_ent = torch.full((B, T), float("nan"), device=device)
+        rows = [i for i, c in enumerate(contexts) if c.prompt is not None]
+        if not rows:
+            return t_logps, t_ent
+        prompt_ids, _, _ = self._tokenize_prompts([contexts[i].prompt for i in rows])
+        order = sorted(range(len(rows)), key=lambda k: len(prompt_ids[k]))  # length-sorted batches
+        bs = self.args.teacher_batch_size or self.args.per_device_train_batch_size
+        pad_id = self._tokenizer.pad_token_id
+        for start in range(0, len(order), bs):
+            chunk = order[start:start + bs]
+            idx = torch.tensor([rows[k] for k in chunk], device=device)
+            p_ids, p_mask = _left_pad([list(prompt_ids[k]) for k in chunk], pad_id)
+            ids = torch.cat([p_ids.to(device), completion_ids[idx]], dim=1)
+            mask = torch.cat([p_mask.to(device), completion_mask[idx]], dim=1)
+            logps, ent, _ = self._get_per_token_logps_and_entropies(
+                self.model, ids, mask, T, batch_size=len(chunk), compute_entropy=True
+            )
+            t_logps[idx] = logps.float()
+            t_ent[idx] = ent.float()
+        return t_logps, t_ent
+
+    @torch.no_grad()
+    def _student_pass(self, output) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if output.get("old_per_token_logps") is not None:
+            return output["old_per_token_logps"].float(), None
+        ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        logps, ent, _ = self._get_per_token_logps_and_entropies(
+            self.model, ids, mask, output["completion_ids"].size(1),
+            batch_size=self.args.per_device_train_batch_size, compute_entropy=True,
+        )
+        return logps.float(), ent.float()
+
+    def _global_stat(self, values: torch.Tensor, keep_mask: torch.Tensor) -> tuple[float, float]:
+        """Mean and median of ``values[keep_mask]`` over all processes (NaN when empty)."""
+        local = values[keep_mask].float()
+        if self.accelerator.num_processes > 1:
+            allv = torch.tensor(sum(gather_object([local.tolist()]), []))
+        else:
+            allv = local.cpu()
+        if allv.numel() == 0:
+            return float("nan"), float("nan")
+        return allv.mean().item(), allv.median().item()
+
+    def _apply_token_term(self, inputs, output, stash):
+        a = self.args
+        contexts, rewards = self._global_contexts(inputs, stash)
+        completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
+        token_mask = completion_mask.bool()  # (B, T)
+        if "tool_mask" in output:
+            token_mask &= output["tool_mask"].bool()
+        has_ctx = torch.tensor([c.prompt is not None for c in contexts], device=token_mask.device)  # (B,)
+
+        with self._teacher_eval_mode():
+            t_logps, t_ent = self._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
+            s_logps, s_ent = self._student_pass(output)  # (B, T)
+        ctx_mask = token_mask & has_ctx[:, None]  # (B, T)
+
+        h_mean, h_median = self._global_stat(t_ent, ctx_mask)
+        s_mean_nll, _ = self._global_stat(-s_logps, token_mask)
+        if a.gate == "student_perplexity":
+            stat = math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan")
+        else:
+            stat = h_mean if a.gate_statistic == "mean" else h_median
+        lam = self.gate.update(stat)
+
+        delta = token_signal(t_logps, s_logps, a.token_signal)  # (B, T)
+        delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
+        seq_adv = output["advantages"]  # (B,)
+        adv = compose_advantages(seq_adv, delta, token_mask, lam, a.composition)  # (B, T)
+        output["advantages"] = adv.to(seq_adv.device)
+
+        u = pmi(t_logps, s_logps)  # (B, T)
+        self._log_teacher_metrics(u, delta, adv, ctx_mask, token_mask, contexts, h_mean, h_median,
+                                  s_ent, s_mean_nll, stat, lam)
+        if a.dump_rollouts_every and self._generation_index % a.dump_rollouts_every == 0:
+            self._dump_rollouts(stash, contexts, rewards, completion_ids, token_mask, s_logps, t_logps, t_ent)
+        return output
+
+    def _teacher_eval_mode(self):
+        """Context manager: TRL's no-grad inference setting for extra forward passes."""
+        return disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs)
+
+    # ------------------------------------------------------------------ metrics and dumps
+    def _mean_all(self, x: torch.Tensor, mask: torch.Tensor) -> float:
+        """Global masked mean over processes."""
+        local = torch.stack([(x * mask).sum().float(), mask.sum().float()])
+        tot = gather(local.to(self.accelerator.device)).view(-1, 2).sum(0)
+        return (tot[0] / tot[1]).item() if tot[1] > 0 else float("nan")
+
+    def _log_completion_metrics(self, output, stash, mode: str) -> None:
+        m = self._metrics[mode]
+        mask = output["completion_mask"].bool()
+        if self._delib_ids:
+            ids = torch.tensor(sorted(self._delib_ids), device=mask.device)
+            is_delib = torch.isin(output["completion_ids"], ids) & mask
+            m["deliberation/token_frac"].append(self._mean_all(is_delib.float(), mask.float()))
+        if "rewards_per_func" in stash:
+            r = stash["rewards_per_func"][:, self._correct_idx]
+            r = r[~torch.isnan(r)]
+            acc = (r >= self.args.correct_threshold).float().mean().item() if r.numel() else float("nan")
+            m["accuracy"].append(acc)
+
+    def _log_teacher_metrics(self, u, delta, adv, ctx_mask, token_mask, contexts, h_mean, h_median,
+                             s_ent, s_mean_nll, stat, lam) -> None:
+        m = self._metrics["train"]
+        f = ctx_mask.float()
+        m["teacher/entropy_mean"].append(h_mean)
+        m["teacher/entropy_median"].append(h_median)
+        if s_ent is not None:
+            se_mean, se_median = self._global_stat(s_ent, token_mask)
+            m["student/entropy_mean"].append(se_mean)
+            m["student/entropy_median"].append(se_median)
+        m["student/perplexity"].append(math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan"))
+        m["pmi/mean"].append(self._mean_all(u, f))
+        m["pmi/neg_frac"].append(self._mean_all((u < 0).float(), f))
+        m["pmi/pos_frac"].append(self._mean_all((u > 0).float(), f))
+        m["signal/mean"].append(self._mean_all(delta, f))
+        pos = self._mean_all(delta.clamp(min=0), f)
+        tot = self._mean_all(delta.abs(), f)
+        m["signal/pos_mass_frac"].append(pos / tot if tot and math.isfinite(tot) and tot > 0 else float("nan"))
+        m["adv/nonzero_token_frac"].append(self._mean_all((adv != 0).float(), token_mask.float()))
+        m["gate/statistic"].append(stat)
+        for k, v in {**self.gate.metrics(), "gate/lambda": lam}.items():
+            m[k].append(v)
+        for k, v in source_fractions(self._last_global_contexts).items():
+            m[k].append(v)
+        m["context/masked_rollout_frac"].append(source_fractions(self._last_global_contexts)["context/none_frac"])
+
+    def _dump_rollouts(self, stash, contexts, rewards, completion_ids, token_mask, s, t, h) -> None:
+        records = []
+        for i, c in enumerate(contexts):
+            n = int(token_mask[i].sum())
+            ids = completion_ids[i][token_mask[i]].tolist()
+            records.append({
+                "step": int(self.state.global_step), "generation": self._generation_index,
+                "prompt": stash["prompts"][i], "completion": stash["completions"][i],
+                "teacher_prompt": c.prompt, "source": c.source, "correct": c.correct, "reward": float(rewards[i]),
+                "completion_ids": ids, "tokens": self._tokenizer.convert_ids_to_tokens(ids),
+                "student_logps": s[i][token_mask[i]].tolist()[:n], "teacher_logps": t[i][token_mask[i]].tolist()[:n],
+                "teacher_entropy": h[i][token_mask[i]].tolist()[:n],
+            })
+        records = gather_object(records) if self.accelerator.num_processes > 1 else records
+        if self.accelerator.is_main_process:
+            out = Path(self.args.output_dir) / "rollouts"
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "rollouts.jsonl", "a") as fh:
+                for r in records:
+                    fh.write(json.dumps(r, default=lambda o: None) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def antisd_state_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "generation_index": self._generation_index,
+            "gate": None if self.gate is None else self.gate.state_dict(),
+            "method": self.args.method,
+        }
+
+    def load_antisd_state_dict(self, state: dict[str, Any]) -> None:
+        self._generation_index = int(state["generation_index"])
+        if self.gate is not None and state.get("gate") is not None and not self.args.reset_gate_on_resume:
+            self.gate.load_state_dict(state["gate"])
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            # Written last, atomically: its presence marks the checkpoint complete.
+            atomic_write_json(folder / STATE_FILE, self.antisd_state_dict())
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = Path(checkpoint) / STATE_FILE
+        if self.args.reset_gate_on_resume or not path.exists():
+            why = "reset_gate_on_resume=True" if self.args.reset_gate_on_resume else f"no {STATE_FILE} in {checkpoint}"
+            logger.info("Resuming with a fresh gate warm-up (%s).", why)
+            if path.exists():
+                self._generation_index = int(json.loads(path.read_text())["generation_index"])
+            return
+        self.load_antisd_state_dict(json.loads(path.read_text()))
+        logger.info("Restored AntiSD state from %s (generation %d).", path, self._generation_index)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` folder holding ``antisd_state.json`` (written last, atomically)."""
+    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    complete = [p for p in folders if (p / STATE_FILE).exists()]
+    return str(complete[-1]) if complete else None
+

@@ -1,0 +1,173 @@
+"""AntiSDTrainer on CPU with a tiny local Qwen3: GRPO equivalence, every method and ablation,
+resume equivalence, teacher alignment."""
+
+import json
+import math
+
+import pytest
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from antisd.config import AntiSDConfig
+from antisd.context import TeacherContext
+from antisd.trainer import STATE_FILE, last_complete_checkpoint
+
+from trainer_helpers import make_trainer
+
+TEACHER_METRICS = [
+    "teacher/entropy_mean", "teacher/entropy_median", "student/entropy_mean", "student/entropy_median",
+    "student/perplexity", "pmi/mean", "pmi/neg_frac", "signal/mean", "signal/pos_mass_frac",
+    "adv/nonzero_token_frac", "gate/on", "gate/lambda", "gate/statistic", "context/sibling_frac",
+    "context/dataset_frac", "context/answer_frac", "context/none_frac", "context/masked_rollout_frac",
+]
+ALWAYS_METRICS = ["reward", "accuracy", "completions/mean_length", "deliberation/token_frac", "loss"]
+
+
+def _losses(history):
+    return [h["loss"] for h in history if "loss" in h]
+
+
+def test_method_grpo_is_exactly_trl_grpo(tiny_model_path, tmp_path):
+    ours = make_trainer(tiny_model_path, tmp_path / "ours", method="grpo", max_steps=3)
+    ours.train()
+    theirs = make_trainer(tiny_model_path, tmp_path / "theirs", trainer_cls=GRPOTrainer, config_cls=GRPOConfig,
+                          max_steps=3)
+    theirs.train()
+    ours_l, theirs_l = _losses(ours.state.log_history), _losses(theirs.state.log_history)
+    assert len(ours_l) == 3 and any(x != 0 for x in ours_l)
+    assert ours_l == theirs_l
+    for a, b in zip(ours.state.log_history, theirs.state.log_history):
+        for key in ("reward", "grad_norm", "completions/mean_length"):
+            if key in b:
+                assert a[key] == b[key], key
+    for p, q in zip(ours.model.parameters(), theirs.model.parameters()):
+        assert torch.equal(p, q)
+
+
+ABLATIONS = {
+    "sd": dict(method="sd"),
+    "sd_jsd": dict(method="sd", token_signal="sd_jsd"),
+    "antisd": dict(method="antisd"),
+    "antisd_rkl": dict(method="antisd", token_signal="antisd_rkl"),
+    "no_gate": dict(method="antisd", gate="none"),
+    "gate_0.90": dict(method="antisd", gate_down_ratio=0.90),
+    "multiplicative": dict(method="antisd", composition="multiplicative"),
+    "ppl_gate": dict(method="antisd", gate="student_perplexity"),
+}
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_every_method_and_ablation_trains_and_logs(tiny_model_path, tmp_path, name):
+    tr = make_trainer(tiny_model_path, tmp_path, **ABLATIONS[name])
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.train()
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    for key in ALWAYS_METRICS + TEACHER_METRICS:
+        assert key in logs[-1], f"{name}: metric {key} missing"
+    for key in ("teacher/entropy_mean", "pmi/mean", "signal/mean", "gate/lambda"):
+        assert math.isfinite(logs[-1][key]), f"{name}: {key}={logs[-1][key]}"
+    assert logs[0]["gate/lambda"] == (0.5 if ABLATIONS[name].get("gate") == "none" or name.startswith("sd") else 0.0)
+    moved = sum(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+    assert moved > 0
+
+
+def test_grpo_logs_completion_metrics_but_no_teacher(tiny_model_path, tmp_path):
+    tr = make_trainer(tiny_model_path, tmp_path, method="grpo")
+    tr.train()
+    last = [h for h in tr.state.log_history if "loss" in h][-1]
+    assert "deliberation/token_frac" in last and "accuracy" in last
+    assert "pmi/mean" not in last and tr.gate is None
+
+
+def test_teacher_with_the_student_prompt_gives_zero_pmi(tiny_model_path, tmp_path):
+    """PITFALLS.md: an empty privileged context must give u = 0 on every token."""
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd")
+    batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
+    tr.model.train()
+    out = GRPOTrainer._generate_and_score_completions(tr, batch)
+    contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
+    t_logps, t_ent = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    s_logps, s_ent = tr._student_pass(out)
+    mask = out["completion_mask"].bool()
+    torch.testing.assert_close(t_logps[mask], s_logps[mask], atol=2e-5, rtol=0)
+    torch.testing.assert_close(t_ent[mask], s_ent[mask], atol=2e-5, rtol=0)
+    # and log-probs are far above uniform for none of this random model, but finite everywhere
+    assert torch.isfinite(t_logps[mask]).all()
+
+
+def test_masked_rollouts_get_no_token_term(tiny_model_path, tmp_path):
+    """No sibling, no solution, no answer source -> the rollout's token term is masked."""
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", gate="none", solution_sources=["dataset"],
+                      max_steps=1)
+    tr.train()
+    last = [h for h in tr.state.log_history if "loss" in h][-1]
+    assert 0 < last["context/none_frac"] < 1  # rows with an empty solution column are masked
+
+
+def _metrics_by_step(history, keys):
+    return {h["step"]: {k: h.get(k) for k in keys} for h in history if "loss" in h}
+
+
+def test_resume_mid_run_matches_uninterrupted_run(tiny_model_path, tmp_path):
+    keys = ["loss", "reward", "gate/lambda", "gate/reference", "pmi/mean", "grad_norm", "context/sibling_frac"]
+    common = dict(method="antisd", gate_warmup_steps=2, max_steps=5, save_strategy="steps", save_steps=2,
+                  lr_scheduler_type="constant")
+    full = make_trainer(tiny_model_path, tmp_path / "full", **common)
+    full.train()
+    expected = _metrics_by_step(full.state.log_history, keys)
+    ckpt = tmp_path / "full" / "checkpoint-2"
+    state = json.loads((ckpt / STATE_FILE).read_text())
+    assert state["gate"]["warmup_stats"] and state["generation_index"] == 2
+    newest = max(int(p.name.split("-")[1]) for p in (tmp_path / "full").glob("checkpoint-*"))
+    assert last_complete_checkpoint(tmp_path / "full").endswith(f"checkpoint-{newest}")
+    (tmp_path / "full" / f"checkpoint-{newest}" / STATE_FILE).unlink()  # an incomplete checkpoint is skipped
+    assert not last_complete_checkpoint(tmp_path / "full").endswith(f"checkpoint-{newest}")
+
+    resumed = make_trainer(tiny_model_path, tmp_path / "resumed", **common)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    got = _metrics_by_step(resumed.state.log_history, keys)  # holds steps 1-2 from the checkpoint too
+    assert set(got) == {1, 2, 3, 4, 5}
+    for step in (3, 4, 5):
+        for k in keys:
+            a, b = got[step][k], expected[step][k]
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-5, abs=1e-6), (step, k, a, b)
+    assert resumed.gate.state_dict() == full.gate.state_dict()
+
+
+def test_continual_mode_resets_the_gate(tiny_model_path, tmp_path):
+    grpo = make_trainer(tiny_model_path, tmp_path / "grpo", method="grpo", max_steps=2,
+                        save_strategy="steps", save_steps=2)
+    grpo.train()
+    ckpt = tmp_path / "grpo" / "checkpoint-2"
+    assert json.loads((ckpt / STATE_FILE).read_text())["gate"] is None
+    cont = make_trainer(tiny_model_path, tmp_path / "cont", method="antisd", max_steps=4, gate_warmup_steps=1,
+                        reset_gate_on_resume=True)
+    cont.train(resume_from_checkpoint=str(ckpt))
+    logs = [h for h in cont.state.log_history if "loss" in h and h["step"] > 2]
+    assert [h["step"] for h in logs] == [3, 4]
+    assert logs[0]["gate/lambda"] == 0.0 and logs[0]["gate/warmup"] == 0.0  # fresh 1-step warm-up
+    assert logs[1]["gate/lambda"] in (0.0, 0.5)
+
+
+def test_rollout_dump_has_aligned_per_token_values(tiny_model_path, tmp_path):
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", dump_rollouts_every=1, max_steps=1)
+    tr.train()
+    lines = (tmp_path / "rollouts" / "rollouts.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    for line in lines:
+        r = json.loads(line)
+        n = len(r["completion_ids"])
+        assert len(r["student_logps"]) == len(r["teacher_logps"]) == len(r["tokens"]) == n
+        assert r["source"] in ("sibling", "dataset", "answer", "none")
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"token_signal='kl' is not valid; choose one of \['antisd'"):
+        AntiSDConfig(output_dir="/tmp/x", bf16=False, token_signal="kl")
+    with pytest.raises(ValueError, match="gate_down_ratio=1.2"):
+        AntiSDConfig(output_dir="/tmp/x", bf16=False, gate_down_ratio=1.2)
+    with pytest.raises(ValueError, match="unknown placeholders"):
+        AntiSDConfig(output_dir="/tmp/x", bf16=False, teacher_template="{prompt}{solution}{hint}")
+    c = AntiSDConfig(output_dir="/tmp/x", bf16=False, method="sd")
+    assert (c.token_signal, c.gate) == ("sd", "none")
