@@ -1,0 +1,62 @@
+"""Fails loudly when the TRL internals AntiSDTrainer relies on change shape.
+
+AntiSDTrainer overrides ``_calculate_rewards``, ``_generate_and_score_completions``,
+``_save_checkpoint`` and ``_load_optimizer_and_scheduler`` (calling super first), and calls
+``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
+any of these, upgrade deliberately: re-read the new methods, adapt the trainer, then the pins.
+"""
+
+import importlib.metadata
+import inspect
+
+import torch
+from trl import GRPOTrainer
+
+PINNED_TRL = "1.16.0"
+
+
+def _params(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+def test_trl_version_is_the_pinned_one():
+    assert importlib.metadata.version("trl") == PINNED_TRL, (
+        f"AntiSDTrainer was written against trl=={PINNED_TRL}; review tests/test_trl_hooks.py before upgrading"
+    )
+
+
+def test_private_hook_signatures():
+    assert _params(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions", "completion_ids_list"]
+    assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
+    assert _params(GRPOTrainer._tokenize_prompts) == ["self", "prompts"]
+    p = _params(GRPOTrainer._get_per_token_logps_and_entropies)
+    assert p[:7] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy"]
+    assert _params(GRPOTrainer._save_checkpoint) == ["self", "model", "trial"]
+    assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
+
+
+def test_loss_accepts_token_level_advantages():
+    """_compute_loss must only unsqueeze 1-D advantages, leaving (B, T) ones as they are."""
+    src = inspect.getsource(GRPOTrainer._compute_loss)
+    assert 'advantages = inputs["advantages"]' in src
+    assert "if advantages.dim() == 1:" in src
+
+
+def test_generate_and_score_output_keys_and_shapes(tiny_model_path, tmp_path):
+    from trainer_helpers import make_trainer
+
+    tr = make_trainer(tiny_model_path, tmp_path, method="grpo")
+    tr.model.train()
+    batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
+    out = GRPOTrainer._generate_and_score_completions(tr, batch)
+    for key in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages"):
+        assert key in out, f"TRL no longer returns {key!r} from _generate_and_score_completions"
+    B, T = out["completion_ids"].shape
+    assert B == 8 and out["advantages"].shape == (B,)
+    assert out["completion_mask"].shape == (B, T)
+    ids, _, _ = tr._tokenize_prompts([x["prompt"] for x in batch])
+    assert isinstance(ids, list) and all(isinstance(i, list) for i in ids)
+    logps, ent, aux = tr._get_per_token_logps_and_entropies(
+        tr.model, torch.cat([out["prompt_ids"], out["completion_ids"]], 1),
+        torch.cat([out["prompt_mask"], out["completion_mask"]], 1), T, compute_entropy=True)
+    assert logps.shape == ent.shape == (B, T) and aux is None
