@@ -1,0 +1,324 @@
+"""antisd.cli: YAML configs + overrides, one-line errors with exit code 2, the recipes."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from antisd import cli
+from antisd.cli import CliError, list_recipes, load_recipe, main, parse_train_args
+
+RECIPES = cli.RECIPES_DIR
+MODELS, METHODS = list_recipes()
+CPU = ["--bf16", "false"]  # the recipes say bf16: true; this machine has no GPU
+
+
+def write_yaml(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def base_yaml(tmp_path) -> str:
+    return write_yaml(tmp_path / "base.yaml", {
+        "version": 1, "model_name_or_path": "some/model", "dataset_name": "data.jsonl",
+        "output_dir": str(tmp_path / "out"), "bf16": False, "report_to": [], "max_steps": 5,
+    })
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+def test_yaml_and_overrides(tmp_path, base_yaml):
+    # "1e-6" is a string to YAML 1.1; it must still become a float
+    (tmp_path / "lr.yaml").write_text("learning_rate: 1e-6\nmethod: sd\n", encoding="utf-8")
+    m, d, r, c = parse_train_args(["--config", base_yaml, "--config", str(tmp_path / "lr.yaml"),
+                                   "--max_steps", "7", "--prompt_format", "plain", "--reward_format_strict", "true"])
+    assert m.model_name_or_path == "some/model" and m.dtype == "auto"
+    assert d.dataset_name == "data.jsonl" and d.prompt_format == "plain"
+    assert r.reward_format_strict is True
+    assert c.max_steps == 7 and c.learning_rate == 1e-6 and isinstance(c.learning_rate, float)
+    assert c.method == "sd" and c.token_signal == "sd" and c.gate == "none"
+
+
+def test_later_config_files_win(tmp_path, base_yaml):
+    other = write_yaml(tmp_path / "b.yaml", {"max_steps": 9, "lambda_max": 0.25})
+    *_, c = parse_train_args(["--config", base_yaml, f"--config={other}"])
+    assert c.max_steps == 9 and c.lambda_max == 0.25
+
+
+def test_shared_fields_reach_every_dataclass(base_yaml):
+    m, d, _, c = parse_train_args(["--config", base_yaml, "--trust_remote_code", "true", "--answer_column", "gt"])
+    assert m.trust_remote_code is True and c.trust_remote_code is True
+    assert d.answer_column == "gt" and c.answer_column == "gt"
+
+
+def test_env_section_is_exported(tmp_path, base_yaml, monkeypatch):
+    monkeypatch.delenv("ANTISD_TEST_VAR", raising=False)
+    env = write_yaml(tmp_path / "env.yaml", {"env": {"ANTISD_TEST_VAR": 3}})
+    parse_train_args(["--config", base_yaml, "--config", env])
+    assert __import__("os").environ["ANTISD_TEST_VAR"] == "3"
+    monkeypatch.delenv("ANTISD_TEST_VAR")
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"lerning_rate": 1e-6}, "unknown key 'lerning_rate' (in "),
+    ({"lerning_rate": 1e-6}, "did you mean learning_rate?"),
+    ({"method": "bogus"}, "method='bogus' (in "),
+    ({"method": "bogus"}, "choose one of ['grpo', 'sd', 'antisd']"),
+    ({"gate": "bogus"}, "gate='bogus' is not valid; choose one of ['none', 'student_perplexity', 'teacher_entropy']"),
+    ({"max_steps": "ten"}, "max_steps='ten'"),
+    ({"max_steps": 1.5}, "max_steps=1.5"),
+    ({"bf16": "maybe"}, "bf16='maybe'"),
+    ({"prompt_format": "html"}, "prompt_format='html'"),
+    ({"dtype": "fp8"}, "dtype='fp8'"),
+    ({"gate_down_ratio": 1.2}, "gate_down_ratio=1.2 must be in (0, gate_up_ratio=1.0]"),
+    ({"version": 2}, "has version: 2"),
+])
+def test_bad_yaml_gives_one_line_error_and_exit_2(tmp_path, base_yaml, capsys, extra, expected):
+    bad = write_yaml(tmp_path / "bad.yaml", extra)
+    code, err = run_main(["train", "--config", base_yaml, "--config", bad], capsys)
+    assert code == 2
+    assert err.startswith("antisd train: error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--lerning_rate", "1"], "unknown argument(s) --lerning_rate 1 (did you mean learning_rate?)"),
+    (["--method", "bogus"], "argument --method: invalid choice: 'bogus'"),
+    (["--max_steps", "x"], "invalid int value: 'x'"),
+    (["--bf16", "true"], "(on a machine without a GPU set bf16: false"),
+    (["--config"], "--config needs a YAML file"),
+    (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' does not exist"),
+])
+def test_bad_command_line_gives_exit_2(base_yaml, capsys, args, expected):
+    argv = ["train", "--config", base_yaml, *args] if args[0] != "--config" else ["train", *args]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+
+
+def test_data_errors_stop_before_the_model_loads(tmp_path, base_yaml, capsys):
+    code, err = run_main(["train", "--config", base_yaml], capsys)  # data.jsonl does not exist
+    assert code == 2 and "dataset_name='data.jsonl': no such file or directory" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "p", "answer": ""}\n', encoding="utf-8")
+    code, err = run_main(["train", "--config", base_yaml, "--dataset_name", str(bad)], capsys)
+    assert code == 2 and "row 0: column 'answer' is empty; expected a non-empty final answer" in err
+
+
+def test_missing_required_fields(tmp_path, capsys):
+    cfg = write_yaml(tmp_path / "c.yaml", {"dataset_name": "d.jsonl", "bf16": False})
+    code, err = run_main(["train", "--config", cfg], capsys)
+    assert code == 2 and "--model_name_or_path" in err
+
+
+def test_bad_yaml_syntax(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("max_steps: [1,\n", encoding="utf-8")
+    code, err = run_main(["train", "--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == 2 and "is not valid YAML" in err
+
+
+def test_train_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["--help"])
+    assert e.value.code == 0
+    assert "--gate_down_ratio" in capsys.readouterr().out
+
+
+def test_top_level_usage(capsys):
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "recipe" in out
+    with pytest.raises(SystemExit) as e:
+        main(["bogus"])
+    assert e.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------- hooks
+
+
+def test_no_config_uses_antisd_defaults(tmp_path, base_yaml, monkeypatch):
+    fake = types.ModuleType("antisd.defaults")
+    fake.default_train_argv = lambda: ["--config", base_yaml]
+    monkeypatch.setitem(sys.modules, "antisd.defaults", fake)
+    seen = {}
+    monkeypatch.setattr(cli, "run_train", lambda m, d, c, r: seen.update(m=m, c=c))
+    assert main(["train", "--max_steps", "3"]) == 0
+    assert seen["m"].model_name_or_path == "some/model" and seen["c"].max_steps == 3  # overrides still win
+
+
+def test_no_config_without_defaults_module(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "antisd.defaults", None)  # import fails with ModuleNotFoundError
+    code, err = run_main(["train"], capsys)
+    assert code == 2 and "antisd.defaults" in err and "--config" in err
+
+
+def test_optional_subcommands(monkeypatch, capsys):
+    monkeypatch.setitem(cli.OPTIONAL_COMMANDS, "eval", "antisd._no_such_module")
+    code, err = run_main(["eval", "--foo"], capsys)
+    assert code == 2 and "'antisd eval' is not available" in err
+    fake = types.ModuleType("antisd._fake_pmi")
+    fake.__spec__ = importlib.machinery.ModuleSpec("antisd._fake_pmi", None)
+    fake.main = lambda argv: seen.append(argv)
+    seen: list = []
+    monkeypatch.setitem(sys.modules, "antisd._fake_pmi", fake)
+    monkeypatch.setitem(cli.OPTIONAL_COMMANDS, "pmi", "antisd._fake_pmi")
+    assert main(["pmi", "--x", "1"]) == 0 and seen == [["--x", "1"]]
+
+
+def test_resume_argument(tmp_path):
+    out = tmp_path / "out"
+    assert cli._resume_arg(None, str(out)) is None
+    assert cli._resume_arg("false", str(out)) is None
+    with pytest.raises(CliError, match="holds no checkpoint"):
+        cli._resume_arg("true", str(out))
+    (out / "checkpoint-2").mkdir(parents=True)
+    assert cli._resume_arg("true", str(out)) is True
+    assert cli._resume_arg(str(out / "checkpoint-2"), str(out)) == str(out / "checkpoint-2")
+    with pytest.raises(CliError, match="is not a directory"):
+        cli._resume_arg(str(out / "checkpoint-9"), str(out))
+
+
+# ---------------------------------------------------------------------------------------- recipes
+
+
+def test_recipe_inventory():
+    assert MODELS == ["olmo-3-7b-instruct", "olmo-3-7b-think", "qwen3-30b-a3b", "qwen3-4b-instruct-2507", "qwen3-8b"]
+    assert set(METHODS) == {"grpo", "sd", "antisd", "antisd_rkl", "no_gate", "gate_0.90", "gate_0.95",
+                            "multiplicative", "ppl_gate", "continual"}
+    for path in RECIPES.glob("*/*.yaml"):
+        if path.parent.name in ("models", "methods"):
+            assert yaml.safe_load(path.read_text())["version"] == 1, path
+
+
+def test_model_recipes_share_the_table2_setup():
+    table2 = {"max_steps": 200, "learning_rate": 1e-6, "num_generations": 8, "beta": 0.0, "bf16": True,
+              "gradient_checkpointing": True, "use_vllm": True, "vllm_mode": "colocate",
+              "vllm_max_model_length": 32768, "report_to": ["tensorboard"],
+              "dataset_name": "data/dapo_math_17k.jsonl"}
+    hub = {"qwen3-8b": "Qwen/Qwen3-8B", "qwen3-4b-instruct-2507": "Qwen/Qwen3-4B-Instruct-2507",
+           "olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct", "olmo-3-7b-think": "allenai/Olmo-3-7B-Think",
+           "qwen3-30b-a3b": "Qwen/Qwen3-30B-A3B"}
+    first = None
+    for model in MODELS:
+        data = cli.read_yaml(RECIPES / "models" / f"{model}.yaml")
+        assert data["model_name_or_path"] == hub[model]
+        for key, value in table2.items():
+            assert float(data[key]) == value if key == "learning_rate" else data[key] == value, (model, key)
+        # 32 problems x 8 rollouts per step on 8 processes
+        assert data["per_device_train_batch_size"] * 8 * data["gradient_accumulation_steps"] == 32 * 8
+        assert data["max_completion_length"] < data["vllm_max_model_length"]
+        shared = {k: v for k, v in data.items() if not k.startswith("vllm_") and k != "model_name_or_path"}
+        first = first or shared
+        assert shared == first, model
+
+
+def test_ablation_overlays_change_one_thing():
+    canon = cli.read_yaml(RECIPES / "methods" / "antisd.yaml")
+    assert canon == {"method": "antisd", "token_signal": "antisd", "lambda_max": 0.5, "composition": "additive",
+                     "gate": "teacher_entropy", "gate_warmup_steps": 5, "gate_down_ratio": 0.93,
+                     "gate_up_ratio": 1.0, "gate_statistic": "mean", "reset_gate_on_resume": False}
+    expected = {"antisd_rkl": {"token_signal": "antisd_rkl"}, "no_gate": {"gate": "none"},
+                "gate_0.90": {"gate_down_ratio": 0.90}, "gate_0.95": {"gate_down_ratio": 0.95},
+                "multiplicative": {"composition": "multiplicative"}, "ppl_gate": {"gate": "student_perplexity"},
+                "continual": {"model_name_or_path": "outputs/{model}/grpo", "max_steps": 50,
+                              "reset_gate_on_resume": True}}
+    for name, change in expected.items():
+        data = cli.read_yaml(RECIPES / "methods" / f"{name}.yaml")
+        diff = {k: v for k, v in data.items() if canon.get(k, object()) != v}
+        assert diff == change, name
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_recipe_combination_validates(model):
+    assert importlib.util.find_spec("vllm") is None  # not installed here: use_vllm=True must not import it
+    for method in METHODS:
+        m, d, r, c = parse_train_args(["--recipe", model, method, *CPU])
+        recipe = load_recipe(model, method)
+        assert c.use_vllm is True and c.vllm_mode == "colocate"
+        assert c.method == recipe["method"] and c.output_dir == f"outputs/{model}/{method}"
+        assert d.dataset_name.endswith("dapo_math_17k.jsonl") and d.id_column == "id"
+        assert c.max_steps == (50 if method == "continual" else 200)
+        if method == "continual":
+            assert m.model_name_or_path == f"outputs/{model}/grpo" and c.reset_gate_on_resume is True
+        if method == "grpo":
+            assert c.token_signal is None and not c.uses_teacher
+    assert "vllm" not in sys.modules
+
+
+def test_recipe_command_round_trips(tmp_path, capsys):
+    assert main(["recipe", "qwen3-8b", "continual"]) == 0
+    text = capsys.readouterr().out
+    merged = yaml.safe_load(text)
+    assert merged["version"] == 1 and merged["model_name_or_path"] == "outputs/qwen3-8b/grpo"
+    (tmp_path / "run.yaml").write_text(text, encoding="utf-8")
+    via_file = parse_train_args(["--config", str(tmp_path / "run.yaml"), *CPU])
+    via_recipe = parse_train_args(["--recipe", "qwen3-8b", "continual", *CPU])
+    for a, b in zip(via_file, via_recipe):
+        assert json.dumps(vars(a), default=str, sort_keys=True) == json.dumps(vars(b), default=str, sort_keys=True)
+    assert main(["recipe", "--list"]) == 0 and "qwen3-8b" in capsys.readouterr().out
+    code, err = run_main(["recipe", "qwen3-8b", "nope"], capsys)
+    assert code == 2 and "recipe method 'nope' not found" in err
+
+
+def test_run_settings_file_round_trips(tmp_path):
+    inputs = cli.train_inputs(["--recipe", "qwen3-4b-instruct-2507", "gate_0.95", *CPU, "--max_steps", "3"])
+    assert inputs["max_steps"] == 3 and inputs["gate_down_ratio"] == 0.95 and "version" not in inputs
+    path = cli.save_train_inputs(inputs, tmp_path / "out")
+    assert yaml.safe_load(path.read_text())["version"] == 1
+    again = parse_train_args(["--config", str(path)])
+    first = cli.build_train_args(inputs)
+    for a, b in zip(again, first):
+        assert json.dumps(vars(a), default=str, sort_keys=True) == json.dumps(vars(b), default=str, sort_keys=True)
+
+
+def test_placeholder_needs_recipe(capsys):
+    code, err = run_main(["train", "--config", str(RECIPES / "models" / "qwen3-8b.yaml"),
+                          "--config", str(RECIPES / "methods" / "continual.yaml"), *CPU], capsys)
+    assert code == 2 and "placeholder" in err
+
+
+def test_accelerate_config_parses():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = RECIPES / "accelerate" / "zero3_8gpu.yaml"
+    cfg = load_config_from_file(str(path))
+    assert cfg.distributed_type.value == "DEEPSPEED" and cfg.num_processes == 8
+    assert cfg.mixed_precision == "bf16" and cfg.deepspeed_config["zero_stage"] == 3
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_run_train_smoke(tiny_model_path, tmp_path, caplog):
+    """`antisd train` on the tiny model, 2 GRPO steps: trains, saves the model and the run config."""
+    rows = [{"id": f"t{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(8)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "run.yaml", {
+        "version": 1, "model_name_or_path": str(tiny_model_path), "dtype": "float32",
+        "dataset_name": str(tmp_path / "p.jsonl"), "id_column": "id", "method": "grpo",
+        "output_dir": str(out), "bf16": False, "gradient_checkpointing": False, "report_to": [],
+        "per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8,
+        "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True, "seed": 0,
+    })
+    assert main(["train", "--config", cfg, "--max_steps", "2"]) == 0
+    assert (out / "config.json").exists() and (out / "antisd_run.yaml").exists()
+    saved = yaml.safe_load((out / "antisd_run.yaml").read_text())
+    assert saved["version"] == 1 and saved["method"] == "grpo" and saved["max_steps"] == 2
+    assert any("Saved the final model" in r.getMessage() for r in caplog.records)
