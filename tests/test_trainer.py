@@ -171,3 +171,21 @@ def test_config_errors_name_the_field():
         AntiSDConfig(output_dir="/tmp/x", bf16=False, teacher_template="{prompt}{solution}{hint}")
     c = AntiSDConfig(output_dir="/tmp/x", bf16=False, method="sd")
     assert (c.token_signal, c.gate) == ("sd", "none")
+
+
+def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_path):
+    """reuse_loss_logps (no extra student forward) gives the same training as the eager path."""
+    keys = ["loss", "grad_norm", "pmi/mean", "signal/mean", "gate/lambda", "student/perplexity"]
+    runs = {}
+    for lazy in (True, False):
+        tr = make_trainer(tiny_model_path, tmp_path / str(lazy), method="antisd", gate="none", max_steps=3,
+                          reuse_loss_logps=lazy)
+        calls = []
+        orig = tr._student_pass
+        tr._student_pass = lambda out, _o=orig: calls.append(1) or _o(out)
+        tr.train()
+        runs[lazy] = (_metrics_by_step(tr.state.log_history, keys), len(calls))
+    assert runs[True][1] == 0 and runs[False][1] == 3
+    for step, vals in runs[False][0].items():
+        for k in keys:
+            assert runs[True][0][step][k] == pytest.approx(vals[k], rel=1e-5, abs=1e-7), (step, k)

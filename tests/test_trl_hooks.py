@@ -40,6 +40,9 @@ def test_loss_accepts_token_level_advantages():
     src = inspect.getsource(GRPOTrainer._compute_loss)
     assert 'advantages = inputs["advantages"]' in src
     assert "if advantages.dim() == 1:" in src
+    # reuse_loss_logps composes the (B, T) advantages inside the loss's own log-prob call, so that
+    # call must come before the advantages are read.
+    assert src.index("self._get_per_token_logps_and_entropies(") < src.index('advantages = inputs["advantages"]')
 
 
 def test_generate_and_score_output_keys_and_shapes(tiny_model_path, tmp_path):

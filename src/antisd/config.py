@@ -116,6 +116,11 @@ class AntiSDConfig(GRPOConfig):
         default=0, metadata={"help": "Every N generation batches write rollouts with per-token s, t, u to "
                                      "<output_dir>/rollouts/ (0: never)."},
     )
+    reuse_loss_logps: bool = field(
+        default=True,
+        metadata={"help": "Take the student log-probs of the token term from the loss's own forward pass (no extra "
+                          "student forward). False: a separate no-grad student pass at generation time (reference path)."},
+    )
     teacher_batch_size: int | None = field(
         default=None, metadata={"help": "Sequences per teacher forward (default: per_device_train_batch_size)."},
     )

@@ -96,6 +96,7 @@ class AntiSDTrainer(GRPOTrainer):
         )
         self._generation_index = 0
         self._stash: dict[str, Any] = {}
+        self._pending_token_term: dict[str, Any] | None = None
         self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
@@ -204,32 +205,76 @@ class AntiSDTrainer(GRPOTrainer):
         if "tool_mask" in output:
             token_mask &= output["tool_mask"].bool()
         has_ctx = torch.tensor([c.prompt is not None for c in contexts], device=token_mask.device)  # (B,)
+        ctx_mask = token_mask & has_ctx[:, None]  # (B, T)
+        dump = bool(a.dump_rollouts_every) and self._generation_index % a.dump_rollouts_every == 0
+        # The student log-probs are needed now only by the perplexity gate, a dump, or when the
+        # loss will not compute them (old_per_token_logps present means TRL already did).
+        eager = (not a.reuse_loss_logps or a.gate == "student_perplexity" or dump
+                 or output.get("old_per_token_logps") is not None)
 
         with self._teacher_eval_mode():
             t_logps, t_ent = self._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
-            s_logps, s_ent = self._student_pass(output)  # (B, T)
-        ctx_mask = token_mask & has_ctx[:, None]  # (B, T)
+            s_logps, s_ent = self._student_pass(output) if eager else (None, None)  # (B, T)
 
         h_mean, h_median = self._global_stat(t_ent, ctx_mask)
-        s_mean_nll, _ = self._global_stat(-s_logps, token_mask)
+        s_mean_nll = self._global_stat(-s_logps, token_mask)[0] if s_logps is not None else float("nan")
         if a.gate == "student_perplexity":
             stat = math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan")
         else:
             stat = h_mean if a.gate_statistic == "mean" else h_median
         lam = self.gate.update(stat)
+        self._log_gate_metrics(h_mean, h_median, stat, lam)
+        if s_logps is not None:
+            self._log_student_metrics(s_logps, s_ent, token_mask)
 
-        delta = token_signal(t_logps, s_logps, a.token_signal)  # (B, T)
-        delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
-        seq_adv = output["advantages"]  # (B,)
-        adv = compose_advantages(seq_adv, delta, token_mask, lam, a.composition)  # (B, T)
-        output["advantages"] = adv.to(seq_adv.device)
-
-        u = pmi(t_logps, s_logps)  # (B, T)
-        self._log_teacher_metrics(u, delta, adv, ctx_mask, token_mask, contexts, h_mean, h_median,
-                                  s_ent, s_mean_nll, stat, lam)
-        if a.dump_rollouts_every and self._generation_index % a.dump_rollouts_every == 0:
+        if s_logps is None:
+            # Lazy path: the loss's own forward supplies the student log-probs (see _compute_loss).
+            output["antisd_teacher_logps"] = t_logps
+            output["antisd_ctx_mask"] = ctx_mask
+            output["antisd_lambda"] = torch.tensor(float(lam))
+            return output
+        output["advantages"] = self._compose(output["advantages"], t_logps, s_logps, ctx_mask, token_mask, lam)
+        if dump:
             self._dump_rollouts(stash, contexts, rewards, completion_ids, token_mask, s_logps, t_logps, t_ent)
         return output
+
+    def _compose(self, seq_adv, t_logps, s_logps, ctx_mask, token_mask, lam: float) -> torch.Tensor:
+        """A (B, T) from A_seq (B,), teacher/student log-probs (B, T) and lambda; logs PMI metrics."""
+        a = self.args
+        delta = token_signal(t_logps, s_logps, a.token_signal)  # (B, T)
+        delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
+        adv = compose_advantages(seq_adv, delta, token_mask, lam, a.composition)  # (B, T)
+        self._log_pmi_metrics(pmi(t_logps, s_logps), delta, adv, ctx_mask, token_mask)
+        return adv.to(seq_adv.device)
+
+    # ------------------------------------------------------------------ lazy student log-probs
+    def _compute_loss(self, model, inputs):
+        if "antisd_teacher_logps" not in inputs:
+            return super()._compute_loss(model, inputs)
+        self._pending_token_term = inputs
+        loss = super()._compute_loss(model, inputs)
+        if self._pending_token_term is not None:
+            raise RuntimeError(
+                "TRL's _compute_loss no longer calls _get_per_token_logps_and_entropies before reading the "
+                "advantages; set reuse_loss_logps=False or update AntiSDTrainer for this TRL version"
+            )
+        return loss
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                         *args, **kwargs)
+        pending, self._pending_token_term = self._pending_token_term, None
+        if pending is not None:
+            token_mask = pending["completion_mask"].bool()
+            if "tool_mask" in pending:
+                token_mask &= pending["tool_mask"].bool()
+            self._log_student_metrics(out[0], out[1], token_mask)
+            # Values only: the token term is a stop-gradient advantage.
+            pending["advantages"] = self._compose(
+                pending["advantages"], pending["antisd_teacher_logps"], out[0].detach().float(),
+                pending["antisd_ctx_mask"], token_mask, float(pending["antisd_lambda"]),
+            )
+        return out
 
     def _teacher_eval_mode(self):
         """Context manager: TRL's no-grad inference setting for extra forward passes."""
@@ -255,31 +300,38 @@ class AntiSDTrainer(GRPOTrainer):
             acc = (r >= self.args.correct_threshold).float().mean().item() if r.numel() else float("nan")
             m["accuracy"].append(acc)
 
-    def _log_teacher_metrics(self, u, delta, adv, ctx_mask, token_mask, contexts, h_mean, h_median,
-                             s_ent, s_mean_nll, stat, lam) -> None:
+    def _log_student_metrics(self, s_logps, s_ent, token_mask) -> None:
         m = self._metrics["train"]
-        f = ctx_mask.float()
-        m["teacher/entropy_mean"].append(h_mean)
-        m["teacher/entropy_median"].append(h_median)
         if s_ent is not None:
-            se_mean, se_median = self._global_stat(s_ent, token_mask)
+            se_mean, se_median = self._global_stat(s_ent.detach(), token_mask)
             m["student/entropy_mean"].append(se_mean)
             m["student/entropy_median"].append(se_median)
-        m["student/perplexity"].append(math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan"))
+        nll = self._mean_all(-s_logps.detach().float(), token_mask.float())
+        m["student/perplexity"].append(math.exp(nll) if math.isfinite(nll) else float("nan"))
+
+    def _log_gate_metrics(self, h_mean, h_median, stat, lam) -> None:
+        m = self._metrics["train"]
+        m["teacher/entropy_mean"].append(h_mean)
+        m["teacher/entropy_median"].append(h_median)
+        m["gate/statistic"].append(stat)
+        for k, v in {**self.gate.metrics(), "gate/lambda": lam}.items():
+            m[k].append(v)
+        fr = source_fractions(self._last_global_contexts)
+        for k, v in fr.items():
+            m[k].append(v)
+        m["context/masked_rollout_frac"].append(fr["context/none_frac"])
+
+    def _log_pmi_metrics(self, u, delta, adv, ctx_mask, token_mask) -> None:
+        m = self._metrics["train"]
+        f = ctx_mask.float()
         m["pmi/mean"].append(self._mean_all(u, f))
         m["pmi/neg_frac"].append(self._mean_all((u < 0).float(), f))
         m["pmi/pos_frac"].append(self._mean_all((u > 0).float(), f))
         m["signal/mean"].append(self._mean_all(delta, f))
         pos = self._mean_all(delta.clamp(min=0), f)
         tot = self._mean_all(delta.abs(), f)
-        m["signal/pos_mass_frac"].append(pos / tot if tot and math.isfinite(tot) and tot > 0 else float("nan"))
+        m["signal/pos_mass_frac"].append(pos / tot if math.isfinite(tot) and tot > 0 else float("nan"))
         m["adv/nonzero_token_frac"].append(self._mean_all((adv != 0).float(), token_mask.float()))
-        m["gate/statistic"].append(stat)
-        for k, v in {**self.gate.metrics(), "gate/lambda": lam}.items():
-            m[k].append(v)
-        for k, v in source_fractions(self._last_global_contexts).items():
-            m[k].append(v)
-        m["context/masked_rollout_frac"].append(source_fractions(self._last_global_contexts)["context/none_frac"])
 
     def _dump_rollouts(self, stash, contexts, rewards, completion_ids, token_mask, s, t, h) -> None:
         records = []
