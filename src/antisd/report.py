@@ -1,0 +1,148 @@
+"""Training report: a markdown summary and PNG plots from a run's logged metrics.
+
+Reads ``trainer_state.json`` (TRL/transformers ``log_history``) from a run or checkpoint
+folder and draws, per step: reward and accuracy, response length, teacher entropy with the
+gate's on/off band (H_warm, down_ratio*H_warm, up_ratio*H_warm), lambda, and the
+deliberation-token rate. ``antisd report RUN_DIR`` regenerates it for any run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("reward", ("reward", "accuracy", "eval/avg@k"), "reward / accuracy"),
+    ("length", ("completions/mean_length",), "response length (tokens)"),
+    ("entropy", ("teacher/entropy_mean", "teacher/entropy_median", "student/entropy_mean"), "entropy (nats)"),
+    ("lambda", ("gate/lambda",), "lambda (token-term weight)"),
+    ("deliberation", ("deliberation/token_frac",), "deliberation-token rate"),
+)
+
+
+def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per-step training logs of a run (the newest ``trainer_state.json`` found)."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "trainer_state.json"] + sorted(
+        run_dir.glob("checkpoint-*/trainer_state.json"),
+        key=lambda p: int(p.parent.name.split("-")[-1]) if p.parent.name.split("-")[-1].isdigit() else -1,
+    )
+    found = [p for p in candidates if p.exists()]
+    if not found:
+        raise FileNotFoundError(f"no trainer_state.json in {run_dir} or its checkpoints")
+    path = found[0] if found[0].parent == run_dir else found[-1]
+    history = json.loads(path.read_text())["log_history"]
+    return [h for h in history if "step" in h and "loss" in h]
+
+
+def _series(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for h in history:
+        v = h.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            xs.append(int(h["step"]))
+            ys.append(float(v))
+    return xs, ys
+
+
+def plot_run(history: Sequence[dict], out_dir: str | Path, title: str = "", down_ratio: float | None = None,
+             up_ratio: float | None = None) -> list[Path]:
+    """Write one PNG per panel (and ``curves.png`` with all of them); return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 2.2 * len(PANELS)), sharex=True)
+    paths = []
+    for ax, (name, keys, label) in zip(axes, PANELS):
+        for key in keys:
+            xs, ys = _series(history, key)
+            if xs:
+                ax.plot(xs, ys, label=key, lw=1.2)
+        if name == "entropy":
+            _draw_gate_band(ax, history, down_ratio, up_ratio)
+        ax.set_ylabel(label, fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    path = out_dir / "curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def _draw_gate_band(ax, history: Sequence[dict], down_ratio: float | None, up_ratio: float | None) -> None:
+    refs = [h.get("gate/reference") for h in history if isinstance(h.get("gate/reference"), (int, float))]
+    refs = [r for r in refs if math.isfinite(r)]
+    if not refs:
+        return
+    ref = refs[-1]
+    ax.axhline(ref, color="k", lw=0.8, ls="--", label="H_warm")
+    offs = [h.get("gate/off_threshold") for h in history if isinstance(h.get("gate/off_threshold"), (int, float))]
+    ons = [h.get("gate/on_threshold") for h in history if isinstance(h.get("gate/on_threshold"), (int, float))]
+    off = offs[-1] if offs else (ref * down_ratio if down_ratio else None)
+    on = ons[-1] if ons else (ref * up_ratio if up_ratio else None)
+    if off is not None and on is not None:
+        ax.axhspan(min(off, on), max(off, on), color="orange", alpha=0.15, label="gate band")
+    xs, ys = _series(history, "gate/on")
+    for x, y in zip(xs, ys):
+        if y < 0.5:
+            ax.axvspan(x - 0.5, x + 0.5, color="grey", alpha=0.12, lw=0)
+
+
+def summarize(history: Sequence[dict]) -> dict[str, Any]:
+    """Key figures of a run: first/last/peak reward and accuracy, gate switches, lengths."""
+    out: dict[str, Any] = {"steps": int(history[-1]["step"]) if history else 0}
+    for key in ("reward", "accuracy", "completions/mean_length", "deliberation/token_frac",
+                "teacher/entropy_mean", "gate/lambda", "eval/avg@k"):
+        xs, ys = _series(history, key)
+        if not ys:
+            continue
+        k = max(1, len(ys) // 10)
+        peak = max(range(len(ys)), key=lambda i: ys[i])
+        out[key] = {"first": sum(ys[:k]) / k, "last": sum(ys[-k:]) / k, "peak": ys[peak], "peak_step": xs[peak]}
+    xs, ys = _series(history, "gate/on")
+    if ys:
+        out["gate_on_frac"] = sum(ys) / len(ys)
+    return out
+
+
+def write_report(run_dir: str | Path, *, title: str = "antisd training run", extra: dict[str, Any] | None = None,
+                 down_ratio: float | None = None, up_ratio: float | None = None) -> Path:
+    """Write ``report.md`` and ``plots/curves.png`` into ``run_dir``; return the markdown path."""
+    run_dir = Path(run_dir)
+    history = load_history(run_dir)
+    plots = plot_run(history, run_dir / "plots", title=title, down_ratio=down_ratio, up_ratio=up_ratio)
+    summ = summarize(history)
+    lines = [f"# {title}", "", f"Run folder: `{run_dir}`; {summ['steps']} optimizer steps.", ""]
+    if extra:
+        lines += ["| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in extra.items()]
+        lines.append("")
+    lines += ["| metric | first 10% | last 10% | peak (step) |", "|---|---|---|---|"]
+    for key, v in summ.items():
+        if isinstance(v, dict):
+            lines.append(f"| {key} | {v['first']:.4g} | {v['last']:.4g} | {v['peak']:.4g} ({v['peak_step']}) |")
+    if "gate_on_frac" in summ:
+        lines += ["", f"Gate on for {summ['gate_on_frac']:.0%} of logged steps (including warm-up as off)."]
+    lines += ["", "Training curves (grey bands: gate off):", ""]
+    lines += [f"![{p.stem}]({p.relative_to(run_dir)})" for p in plots]
+    lines += ["", "TensorBoard: `tensorboard --logdir " + str(run_dir) + "`", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    logger.info("Wrote %s", path)
+    return path
