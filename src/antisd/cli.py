@@ -377,7 +377,11 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     from antisd.rewards import MathReward
     from antisd.trainer import AntiSDTrainer
 
+    from antisd.defaults import is_toy_model, resolve_builtins
+
     reward_args = reward_args or RewardArgs()
+    toy = is_toy_model(model_args.model_name_or_path)
+    model_args, data_cfg = resolve_builtins(model_args, data_cfg)
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
     logger.info("Method %s (token signal %s, gate %s); output in %s",
                 config.method, config.token_signal, config.gate, config.output_dir)
@@ -406,7 +410,35 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
     logger.info("Saved the final model to %s", config.output_dir)
+    if trainer.is_world_process_zero():
+        _final_report(trainer, model_args, toy)
     return trainer
+
+
+def _final_report(trainer, model_args, toy: bool) -> None:
+    """Write report.md + curves; on the toy world, add held-out accuracy of the base and final policy."""
+    from antisd.report import write_report
+
+    trainer.state.save_to_json(os.path.join(trainer.args.output_dir, "trainer_state.json"))
+    extra: dict[str, Any] = {"method": trainer.args.method, "token signal": trainer.args.token_signal,
+                             "gate": trainer.args.gate, "model": model_args.model_name_or_path}
+    if toy:
+        from antisd.defaults import evaluate_toy_policy
+        from antisd.toyworld.base_policy import load_build_info
+
+        info = load_build_info(model_args.model_name_or_path)
+        logger.info("Scoring the final policy on held-out toy problems")
+        final = evaluate_toy_policy(trainer.model, trainer.processing_class, model_args.model_name_or_path,
+                                    max_new_tokens=trainer.args.max_completion_length)
+        base_acc = info.get("heldout", {}).get("eval/accuracy", float("nan"))
+        extra["held-out accuracy, base policy"] = f"{base_acc:.3f}"
+        extra["held-out accuracy, final policy"] = (
+            f"{final['eval/accuracy']:.3f} +- {final['eval/stderr']:.3f} (n={int(final['eval/n'])})")
+        extra["held-out strict-format accuracy, final"] = f"{final['eval/strict_accuracy']:.3f}"
+        extra["held-out mean response tokens, final"] = f"{final['eval/mean_tokens']:.1f}"
+    title = f"antisd train: {trainer.args.method}" + (" on the toy world" if toy else "")
+    path = write_report(trainer.args.output_dir, title=title, extra=extra)
+    logger.info("Report: %s (plots in %s)", path, os.path.join(trainer.args.output_dir, "plots"))
 
 
 # ---------------------------------------------------------------------------------------- subcommands

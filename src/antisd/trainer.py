@@ -7,10 +7,12 @@ How it departs from GRPO (``method="grpo"`` departs in nothing: TRL's advantages
    rollout's privileged context is chosen by the pure ``antisd.context.build_teacher_contexts``
    (a group may straddle ranks; every rank computes the same global choice and keeps its slice).
 2. Teacher pass: the current model, no gradient, on ``teacher_prompt_ids + the same
-   completion ids`` (never re-tokenised), through TRL's own chunked
-   ``_get_per_token_logps_and_entropies`` (no full-vocabulary logits are kept), sequences
-   sorted by teacher-prompt length to limit padding. Student log-probs are TRL's
-   ``old_per_token_logps`` where it computed them, else one no-grad pass.
+   completion ids`` (never re-tokenised), through ``_get_per_token_logps_and_entropies`` (TRL's
+   fused LM head, or ``antisd.logprobs`` with ``fast_logprobs``; neither keeps full-vocabulary
+   logits), sequences sorted by real length (teacher prompt + completion) and each batch cut to
+   its own completion width, to limit padding. Student log-probs are TRL's
+   ``old_per_token_logps`` where it computed them, else (``reuse_loss_logps``) the loss's own
+   forward, else one no-grad pass.
 3. The gate (``antisd.gate``) is updated once per generation batch with the global statistic
    (mean or median teacher entropy, or student perplexity) and returns lambda.
 4. ``advantages`` (B,) are replaced by ``compose_advantages(A_seq, delta, mask, lambda)``
@@ -19,8 +21,10 @@ How it departs from GRPO (``method="grpo"`` departs in nothing: TRL's advantages
 Override surface (TRL 1.16.0, pinned; ``tests/test_trl_hooks.py`` fails if it moves):
 ``_calculate_rewards`` (stash the gathered rewards and local completions, call super first),
 ``_generate_and_score_completions`` (call super first, then swap advantages),
-``_save_checkpoint`` / ``_load_optimizer_and_scheduler`` (gate state in the checkpoint).
-Called, not overridden: ``_get_per_token_logps_and_entropies``, ``_tokenize_prompts``.
+``_save_checkpoint`` / ``_load_optimizer_and_scheduler`` (gate state in the checkpoint),
+``_compute_loss`` / ``_get_per_token_logps_and_entropies`` (the lazy student log-probs; with
+``fast_logprobs`` the latter runs ``antisd.logprobs`` instead of TRL's fused head).
+Called, not overridden: ``_tokenize_prompts``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
 from antisd.gate import SchmittGate, make_gate
+from antisd.logprobs import _needs_full_logits, per_token_logps_and_entropies
 from antisd.signals import compose_advantages, pmi, token_signal
 
 logger = logging.getLogger(__name__)
@@ -158,20 +163,27 @@ class AntiSDTrainer(GRPOTrainer):
         if not rows:
             return t_logps, t_ent
         prompt_ids, _, _ = self._tokenize_prompts([contexts[i].prompt for i in rows])
-        order = sorted(range(len(rows)), key=lambda k: len(prompt_ids[k]))  # length-sorted batches
+        positions = torch.arange(1, T + 1, device=device)
+        comp_len = (completion_mask.bool() * positions).amax(dim=1).tolist()  # (B,) last real position + 1
+        # Batches of similar real length (teacher prompt + completion): little left or right padding.
+        order = sorted(range(len(rows)), key=lambda k: (len(prompt_ids[k]) + comp_len[rows[k]], k))
         bs = self.args.teacher_batch_size or self.args.per_device_train_batch_size
         pad_id = self._tokenizer.pad_token_id
         for start in range(0, len(order), bs):
             chunk = order[start:start + bs]
             idx = torch.tensor([rows[k] for k in chunk], device=device)
+            t_c = max(comp_len[rows[k]] for k in chunk)  # the batch's own completion width
+            t_ent[idx] = 0.0  # padding positions of rows with a context: 0, as TRL's path gives them
+            if t_c == 0:
+                continue
             p_ids, p_mask = _left_pad([list(prompt_ids[k]) for k in chunk], pad_id)
-            ids = torch.cat([p_ids.to(device), completion_ids[idx]], dim=1)
-            mask = torch.cat([p_mask.to(device), completion_mask[idx]], dim=1)
+            ids = torch.cat([p_ids.to(device), completion_ids[idx, :t_c]], dim=1)
+            mask = torch.cat([p_mask.to(device), completion_mask[idx, :t_c]], dim=1)
             logps, ent, _ = self._get_per_token_logps_and_entropies(
-                self.model, ids, mask, T, batch_size=len(chunk), compute_entropy=True
+                self.model, ids, mask, t_c, batch_size=len(chunk), compute_entropy=True
             )
-            t_logps[idx] = logps.float()
-            t_ent[idx] = ent.float()
+            t_logps[idx, :t_c] = logps.float()
+            t_ent[idx, :t_c] = ent.float()
         return t_logps, t_ent
 
     @torch.no_grad()
@@ -260,9 +272,15 @@ class AntiSDTrainer(GRPOTrainer):
             )
         return loss
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                         *args, **kwargs)
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **kwargs):
+        if self._use_fast_logprobs(model, compute_aux_loss, kwargs):
+            out = self._fast_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                 compute_entropy)
+        else:
+            out = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
         pending, self._pending_token_term = self._pending_token_term, None
         if pending is not None:
             token_mask = pending["completion_mask"].bool()
@@ -275,6 +293,26 @@ class AntiSDTrainer(GRPOTrainer):
                 pending["antisd_ctx_mask"], token_mask, float(pending["antisd_lambda"]),
             )
         return out
+
+    def _use_fast_logprobs(self, model, compute_aux_loss: bool, extra: dict[str, Any]) -> bool:
+        """fast_logprobs applies to text-only inputs, no MoE aux loss, and output layers antisd.logprobs handles."""
+        if not self.args.fast_logprobs or compute_aux_loss or any(v is not None for v in extra.values()):
+            return False
+        return _needs_full_logits(model) is None
+
+    def _fast_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy):
+        """TRL's ``_get_per_token_logps_and_entropies`` contract through ``antisd.logprobs``: (B, K) float32 each."""
+        batch_size = batch_size or input_ids.size(0)
+        logps, ents = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            with self.accelerator.autocast():
+                lp, ent = per_token_logps_and_entropies(
+                    model, input_ids[start:start + batch_size], attention_mask[start:start + batch_size],
+                    logits_to_keep, temperature=self.temperature, compute_entropy=compute_entropy,
+                )
+            logps.append(lp)  # (b, K)
+            ents.append(ent)  # (b, K) or None
+        return torch.cat(logps), (torch.cat(ents) if compute_entropy else None), None
 
     def _teacher_eval_mode(self):
         """Context manager: TRL's no-grad inference setting for extra forward passes."""
@@ -315,7 +353,8 @@ class AntiSDTrainer(GRPOTrainer):
         m["teacher/entropy_median"].append(h_median)
         m["gate/statistic"].append(stat)
         for k, v in {**self.gate.metrics(), "gate/lambda": lam}.items():
-            m[k].append(v)
+            if math.isfinite(v):  # H_warm and the band exist only after warm-up
+                m[k].append(v)
         fr = source_fractions(self._last_global_contexts)
         for k, v in fr.items():
             m[k].append(v)
