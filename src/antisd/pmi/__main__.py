@@ -1,0 +1,5 @@
+"""``python -m antisd.pmi``: the same as ``antisd pmi``."""
+
+from antisd.pmi.run import main
+
+raise SystemExit(main())

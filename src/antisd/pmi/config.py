@@ -1,0 +1,241 @@
+"""``PMIConfig``: what ``antisd pmi`` reads, samples, scores and writes (one help string per field).
+
+Fields left at ``None`` are filled, in this order, from the training YAML given as ``config``
+(the keys of ``AntiSDConfig``/``DataConfig``/``ModelArgs`` that matter here; every other key of
+the file is ignored) and then from the built-in defaults. The privileged context (template,
+feedback strings, solution sources, sibling format, answer line, correct threshold) therefore
+defaults to exactly what training used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from antisd.context import ContextConfig
+
+# YAML key (AntiSDConfig field) -> ContextConfig field. Same mapping as AntiSDConfig.context_config.
+CONTEXT_KEYS: dict[str, str] = {
+    "teacher_template": "template",
+    "feedback_correct": "feedback_correct",
+    "feedback_incorrect": "feedback_incorrect",
+    "solution_sources": "sources",
+    "sibling_format": "sibling_format",
+    "answer_template": "answer_template",
+    "max_solution_chars": "max_solution_chars",
+    "strip_think": "strip_think",
+    "correct_threshold": "correct_threshold",
+}
+# YAML key -> PMIConfig field, for the non-context settings a training file also fixes.
+RUN_KEYS: dict[str, str] = {
+    "model_name_or_path": "model",
+    "dtype": "dtype",
+    "trust_remote_code": "trust_remote_code",
+    "dataset_name": "dataset",
+    "dataset_config": "dataset_config",
+    "dataset_split": "dataset_split",
+    "problem_column": "problem_column",
+    "answer_column": "answer_column",
+    "solution_column": "solution_column",
+    "id_column": "id_column",
+    "system_prompt": "system_prompt",
+    "prompt_format": "prompt_format",
+    "temperature": "temperature",
+    "max_completion_length": "max_new_tokens",
+    "num_generations": "samples_per_problem",
+}
+# Built-in defaults of the fields that may come from the YAML (None in the dataclass).
+FALLBACKS: dict[str, Any] = {
+    "dtype": "auto",
+    "trust_remote_code": False,
+    "dataset_split": "train",
+    "problem_column": "problem",
+    "answer_column": "answer",
+    "solution_column": "solution",
+    "prompt_format": "chat",
+    "temperature": 1.0,
+    "max_new_tokens": 256,
+    "samples_per_problem": 4,
+}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class PMIConfigError(ValueError):
+    """A bad option or config file: reported on one line before any model loads."""
+
+
+def _split_list(value: Any) -> Any:
+    return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+
+
+def read_training_yaml(path: str | Path) -> dict[str, Any]:
+    """A training YAML as a dict (``version``/``env`` dropped). Raises PMIConfigError."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PMIConfigError(f"config={str(path)!r}: no such file") from None
+    except yaml.YAMLError as e:
+        raise PMIConfigError(f"config={str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise PMIConfigError(f"config={str(path)!r} must be a mapping of field: value, not a {type(data).__name__}")
+    data.pop("version", None)
+    data.pop("env", None)
+    return data
+
+
+@dataclass
+class PMIConfig:
+    """Options of ``antisd pmi`` (``antisd.pmi.main``)."""
+
+    # ------------------------------------------------------------------ inputs
+    model: str | None = field(default=None, metadata={"help": "Hub name or local path of the causal LM (student and teacher are the same weights). Default: model_name_or_path of --config."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer path or name (default: the model's)."})
+    rollouts: str | None = field(default=None, metadata={"help": "Read rollouts from this .jsonl/.parquet file: the trainer's <output_dir>/rollouts/rollouts.jsonl (completion_ids, teacher_prompt, reward) or rows with prompt (or problem), completion and answer/solution/reward."})
+    dataset: str | None = field(default=None, metadata={"help": "Sample rollouts on these problems: hub name or local .jsonl/.json/.parquet/.csv (antisd.data). Default: dataset_name of --config when --rollouts is not given."})
+    config: str | None = field(default=None, metadata={"help": "Training YAML: its context keys (teacher_template, feedback_*, solution_sources, sibling_format, answer_template, ...) and data/model keys fill every option left unset."})
+    output_dir: str = field(default="pmi_out", metadata={"help": "Folder for the report, tables, HTML traces and PNG figures."})
+    # ------------------------------------------------------------------ data (antisd.data.DataConfig)
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str | None = field(default=None, metadata={"help": "Dataset split (default train; local files have only train)."})
+    problem_column: str | None = field(default=None, metadata={"help": "Column with the problem text (default problem)."})
+    answer_column: str | None = field(default=None, metadata={"help": "Column with the final answer (default answer)."})
+    solution_column: str | None = field(default=None, metadata={"help": "Column with worked solutions (default solution; may be absent: the teacher then sees a sibling or the answer line)."})
+    id_column: str | None = field(default=None, metadata={"help": "Column with a problem id (default: a hash of the problem)."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System message of chat prompts (default antisd.data's)."})
+    prompt_format: Literal["chat", "plain"] | None = field(default=None, metadata={"help": "chat (the tokenizer's chat template) or plain (the problem text as is, for tokenizers without a chat template). Default chat."})
+    max_problems: int | None = field(default=None, metadata={"help": "Use at most this many problems of --dataset."})
+    shuffle_seed: int | None = field(default=None, metadata={"help": "Shuffle the problems with this seed before --max_problems (default: file order)."})
+    # ------------------------------------------------------------------ sampling
+    samples_per_problem: int | None = field(default=None, metadata={"help": "Completions sampled per problem; they are each other's siblings for the context choice (default num_generations of --config, else 4)."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per completion (default max_completion_length of --config, else 256)."})
+    temperature: float | None = field(default=None, metadata={"help": "Sampling temperature; log-probs are computed from logits / temperature, as TRL does (default temperature of --config, else 1.0)."})
+    problems_per_batch: int = field(default=8, metadata={"help": "Problems sampled together; contexts (successful siblings) are chosen within such a batch, as in training."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, sibling choice and bootstrap."})
+    # ------------------------------------------------------------------ scoring
+    max_rollouts: int | None = field(default=None, metadata={"help": "Score at most this many rollouts."})
+    max_tokens: int | None = field(default=None, metadata={"help": "Score at most this many completion tokens per rollout (a longer one is cut; the prefix's u_t do not change)."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass (and per generate call)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps ..."})
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = field(default=None, metadata={"help": "Model weights dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16."})
+    trust_remote_code: bool | None = field(default=None, metadata={"help": "Allow model/tokenizer code from the hub."})
+    use_stored_logps: bool = field(default=False, metadata={"help": "With --rollouts from the trainer: use its stored student/teacher log-probs and teacher entropy instead of re-scoring (no model needed; no telescoping check)."})
+    context_window: int = field(default=256, metadata={"help": "Rollouts read from a file without teacher_prompt get contexts chosen within windows of this many consecutive rows (siblings = same problem_id, else the same prompt)."})
+    check_rollouts: int | None = field(default=None, metadata={"help": "Telescoping check (a separate whole-sequence forward) on at most this many rollouts (default: all)."})
+    telescoping_atol: float = field(default=1e-3, metadata={"help": "Telescoping check: |sum_t u_t - (log pi(y|x,c) - log pi(y|x))| <= atol + rtol * (|log pi(y|x,c)| + |log pi(y|x)|)."})
+    telescoping_rtol: float | None = field(default=None, metadata={"help": "Relative tolerance of the telescoping check (default 1e-5 for float32, 2e-2 for bfloat16/float16 weights)."})
+    # ------------------------------------------------------------------ privileged context (default: --config, else antisd.context)
+    teacher_template: str | None = field(default=None, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
+    feedback_correct: str | None = field(default=None, metadata={"help": "Feedback string for a correct rollout."})
+    feedback_incorrect: str | None = field(default=None, metadata={"help": "Feedback string for an incorrect rollout."})
+    solution_sources: str | None = field(default=None, metadata={"help": "Comma-separated solution sources in order of preference: sibling,dataset,answer."})
+    sibling_format: Literal["completion", "answer"] | None = field(default=None, metadata={"help": "Show a successful sibling as its completion text or as the answer line."})
+    answer_template: str | None = field(default=None, metadata={"help": "Answer-only solution line, with {answer}."})
+    correct_threshold: float | None = field(default=None, metadata={"help": "A rollout is correct when its reward is >= this."})
+    # ------------------------------------------------------------------ aggregates and figures
+    token_class: list[str] | None = field(default=None, metadata={"help": "Token classes NAME=word1,word2,... or NAME=@boxed (tokens inside \\boxed{}); replace the default class of that name. Defaults: deliberation, connective, answer (@boxed)."})
+    min_count: int = field(default=5, metadata={"help": "The markdown token ranking lists tokens seen at least this often (the CSV lists all)."})
+    top_k: int = field(default=20, metadata={"help": "Rows at each end of the markdown token ranking."})
+    bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the class confidence intervals."})
+    bootstrap_unit: Literal["rollout", "token"] = field(default="rollout", metadata={"help": "Resample whole rollouts (cluster bootstrap; tokens of one rollout are correlated) or single tokens."})
+    ci_level: float = field(default=0.95, metadata={"help": "Confidence level of the percentile bootstrap intervals."})
+    max_traces: int = field(default=8, metadata={"help": "Rollouts rendered in traces.html and as strip plots (the first ones scored)."})
+    color_scale: float = field(default=4.0, metadata={"help": "|u| at which a token's colour saturates in traces.html."})
+    heatmap_scale: Literal["logprob", "prob"] = field(default="logprob", metadata={"help": "Heatmap axes: log-probabilities (clipped at --heatmap_min_logp) or probabilities."})
+    heatmap_bins: int = field(default=80, metadata={"help": "Bins per heatmap axis."})
+    heatmap_min_logp: float = field(default=-20.0, metadata={"help": "Lower end of the log-prob heatmap axes (lower values are clipped to it)."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self) -> None:
+        self._context_extra: dict[str, Any] = {}
+        if self.config is not None:
+            self._fill_from_yaml(read_training_yaml(self.config))
+        for name, value in FALLBACKS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self._check()
+
+    def _fill_from_yaml(self, data: dict[str, Any]) -> None:
+        fields = {f.name for f in dataclasses.fields(self)}
+        for key, name in {**RUN_KEYS, **{k: k for k in CONTEXT_KEYS}}.items():
+            if key not in data or data[key] is None:
+                continue
+            if name not in fields:  # max_solution_chars, strip_think: context-only settings
+                self._context_extra[key] = data[key]
+            elif getattr(self, name) is None and not (name == "dataset" and self.rollouts is not None):
+                value = data[key]
+                setattr(self, name, ",".join(map(str, value)) if isinstance(value, list) else value)
+
+    def _check(self) -> None:
+        if (self.rollouts is None) == (self.dataset is None):
+            raise PMIConfigError(
+                f"give exactly one of rollouts (a file of rollouts) and dataset (problems to sample); got "
+                f"rollouts={self.rollouts!r}, dataset={self.dataset!r}"
+            )
+        if self.model is None and not self.use_stored_logps:
+            raise PMIConfigError("model is not set: give --model (hub name or local path) or a --config with model_name_or_path")
+        if self.use_stored_logps and self.rollouts is None:
+            raise PMIConfigError("use_stored_logps needs --rollouts (the trainer's dump stores the log-probs)")
+        if self.dtype not in DTYPES:
+            raise PMIConfigError(f"dtype={self.dtype!r} is not valid; choose one of {sorted(DTYPES)}")
+        if self.prompt_format not in ("chat", "plain"):
+            raise PMIConfigError(f"prompt_format={self.prompt_format!r} is not valid; choose one of ['chat', 'plain']")
+        for name in ("samples_per_problem", "max_new_tokens", "batch_size", "problems_per_batch", "context_window",
+                     "max_traces", "heatmap_bins", "min_count", "top_k"):
+            if getattr(self, name) < (0 if name in ("max_traces", "min_count", "top_k") else 1):
+                raise PMIConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("max_rollouts", "max_tokens", "max_problems", "check_rollouts"):
+            v = getattr(self, name)
+            if v is not None and v < (0 if name == "check_rollouts" else 1):
+                raise PMIConfigError(f"{name}={v} must be >= 1 (or unset for no limit)")
+        if not self.temperature > 0:
+            raise PMIConfigError(f"temperature={self.temperature} must be > 0 (log-probs use logits / temperature)")
+        if not 0 < self.ci_level < 1:
+            raise PMIConfigError(f"ci_level={self.ci_level} must be in (0, 1)")
+        if self.bootstrap < 0:
+            raise PMIConfigError(f"bootstrap={self.bootstrap} must be >= 0 (0: no intervals)")
+        if not self.color_scale > 0 or not self.heatmap_min_logp < 0:
+            raise PMIConfigError(f"color_scale={self.color_scale} must be > 0 and heatmap_min_logp={self.heatmap_min_logp} < 0")
+        if self.bootstrap_unit not in ("rollout", "token"):
+            raise PMIConfigError(f"bootstrap_unit={self.bootstrap_unit!r} is not valid; choose one of ['rollout', 'token']")
+        if self.heatmap_scale not in ("logprob", "prob"):
+            raise PMIConfigError(f"heatmap_scale={self.heatmap_scale!r} is not valid; choose one of ['logprob', 'prob']")
+        try:
+            _ = self.context_config
+        except ValueError as e:
+            raise PMIConfigError(f"privileged context: {e}") from None
+        from antisd.pmi.aggregate import parse_token_classes
+
+        try:
+            parse_token_classes(self.token_class)
+        except ValueError as e:
+            raise PMIConfigError(str(e)) from None
+
+    @property
+    def context_config(self) -> ContextConfig:
+        """The privileged-context settings (unset ones: antisd.context's defaults, as AntiSDConfig's)."""
+        kwargs: dict[str, Any] = {}
+        for key, name in CONTEXT_KEYS.items():
+            value = getattr(self, key, None) if key in self.__dataclass_fields__ else self._context_extra.get(key)
+            if value is not None:
+                kwargs[name] = tuple(_split_list(value)) if name == "sources" else value
+        return ContextConfig(**kwargs)
+
+    def data_config(self, dataset: str | None = None):
+        """antisd.data.DataConfig for --dataset (or ``dataset``)."""
+        from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig
+
+        return DataConfig(
+            dataset_name=dataset or self.dataset, dataset_config=self.dataset_config,
+            dataset_split=self.dataset_split, problem_column=self.problem_column,
+            answer_column=self.answer_column, solution_column=self.solution_column, id_column=self.id_column,
+            system_prompt=DEFAULT_SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt,
+            prompt_format=self.prompt_format, max_samples=self.max_problems, shuffle_seed=self.shuffle_seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -1,0 +1,227 @@
+"""``antisd pmi``: load, sample or read rollouts, score them, aggregate, write the report folder.
+
+See the package docstring (``antisd.pmi``) and docs/pmi.md for what is written and why.
+
+CPU: antisd pmi --model runs/tiny-qwen3 --dataset /work/shared/data/math500.jsonl --max_problems 8 \
+         --samples_per_problem 2 --max_new_tokens 64 --output_dir runs/pmi_math500_tiny
+GPU: antisd pmi --config recipes/models/qwen3-8b.yaml --max_problems 32 --samples_per_problem 8 \
+         --max_new_tokens 4096 --batch_size 16 --check_rollouts 64 --output_dir runs/pmi_qwen3_8b
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from antisd.pmi.aggregate import PMIAggregator, PMITables, parse_token_classes
+from antisd.pmi.compute import PMIRecord, SkipLog, compute_pmi, records_from_stored
+from antisd.pmi.config import PMIConfig, PMIConfigError
+from antisd.pmi.render import (
+    checks_text,
+    classes_markdown,
+    plot_heatmap,
+    plot_strip,
+    render_html,
+    tokens_markdown,
+    write_csv,
+)
+from antisd.pmi.sources import load_problem_rows, read_rollouts, sample_rollouts
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_tokenizer(cfg: PMIConfig):
+    from transformers import AutoTokenizer
+
+    name = cfg.tokenizer or cfg.model
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{'tokenizer' if cfg.tokenizer else 'model'}={name!r}: no such local directory")
+    tok = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: PMIConfig, device: str):
+    from transformers import AutoModelForCausalLM
+
+    dtype = resolve_dtype(cfg.dtype, device)
+    logger.info("Loading %s (%s on %s)", cfg.model, dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    return model.to(device).eval()
+
+
+def _checked(fn, *args, **kwargs):
+    """Call a loader; its ValueError/OSError (bad path, column, file type) becomes a PMIConfigError."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, OSError) as e:
+        raise PMIConfigError(" ".join(str(e).split())) from None
+
+
+def iter_records(cfg: PMIConfig, skips: SkipLog) -> tuple[Iterator[PMIRecord], int | None, dict[str, Any]]:
+    """The scored records of ``cfg`` (lazy), the expected count (for the progress bar), run info."""
+    info: dict[str, Any] = {"context": cfg.context_config.__dict__ | {"sources": list(cfg.context_config.sources)}}
+    tokenizer = _checked(load_tokenizer, cfg) if cfg.model or cfg.tokenizer else None
+    if cfg.use_stored_logps:
+        rollouts = _checked(read_rollouts, cfg.rollouts, data_cfg=cfg.data_config("unused"), skips=skips, use_stored=True)
+        return records_from_stored(rollouts, tokenizer, max_tokens=cfg.max_tokens, skips=skips), None, info
+    if cfg.dataset is not None and cfg.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise PMIConfigError(
+            f"prompt_format='chat' needs a tokenizer with a chat template, and {cfg.tokenizer or cfg.model!r} has none; "
+            "give --prompt_format plain (the problem text is the prompt) or a tokenizer with a chat template")
+    device = resolve_device(cfg.device)
+    model = _checked(load_model, cfg, device)
+    info.update(device=device, dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
+    expected = None
+    if cfg.rollouts is not None:
+        rollouts = _checked(read_rollouts, cfg.rollouts, data_cfg=cfg.data_config("unused"), skips=skips)
+    else:
+        max_problems = cfg.max_problems
+        if max_problems is None and cfg.max_rollouts is not None:
+            max_problems = math.ceil(cfg.max_rollouts / cfg.samples_per_problem)
+        data_cfg = cfg.data_config()
+        data_cfg.max_samples = max_problems
+        problems = _checked(load_problem_rows, data_cfg, skips)
+        expected = len(problems) * cfg.samples_per_problem
+        info["n_problems"] = len(problems)
+        rollouts = sample_rollouts(
+            model, tokenizer, problems, cfg.context_config, samples_per_problem=cfg.samples_per_problem,
+            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
+            problems_per_batch=cfg.problems_per_batch, seed=cfg.seed, skips=skips,
+        )
+    records = compute_pmi(
+        model, tokenizer, rollouts, cfg.context_config, temperature=cfg.temperature, batch_size=cfg.batch_size,
+        max_tokens=cfg.max_tokens, check_rollouts=cfg.check_rollouts, context_window=cfg.context_window,
+        seed=cfg.seed, skips=skips,
+    )
+    if cfg.max_rollouts is not None:
+        expected = cfg.max_rollouts if expected is None else min(expected, cfg.max_rollouts)
+    return records, expected, info
+
+
+def default_rtol(cfg: PMIConfig, info: dict[str, Any]) -> float:
+    if cfg.telescoping_rtol is not None:
+        return cfg.telescoping_rtol
+    return 1e-5 if info.get("dtype", "float32") in ("float32", "float64") else 2e-2
+
+
+def write_outputs(cfg: PMIConfig, tables: PMITables, traced: Sequence[PMIRecord], skips: SkipLog, info: dict[str, Any]) -> str:
+    """Write tables, figures, HTML and report.md under cfg.output_dir; returns the report text."""
+    out = Path(cfg.output_dir)
+    write_csv(tables.tokens, out / "tokens.csv")
+    write_csv(tables.classes, out / "classes.csv")
+    write_csv(tables.rollouts, out / "rollouts.csv")
+    (out / "tokens.md").write_text(tokens_markdown(tables, min_count=cfg.min_count, top_k=cfg.top_k), encoding="utf-8")
+    (out / "classes.md").write_text(classes_markdown(tables), encoding="utf-8")
+    plot_heatmap(tables, out / "heatmap.png")
+    strips = out / "strips"
+    strips.mkdir(exist_ok=True)
+    strip_files = [plot_strip(r, strips / f"strip_{k:03d}.png").name for k, r in enumerate(traced)]
+    checks = checks_text(tables)
+    header = f"<pre>{_html_escape(_run_line(cfg, info))}\n{_html_escape(checks)}</pre>"
+    (out / "traces.html").write_text(render_html(traced, scale=cfg.color_scale, title=f"PMI traces: {cfg.model or cfg.rollouts}",
+                                                 header=header), encoding="utf-8")
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(skips.counts.items())) or "none"
+    report = "\n".join([
+        "# PMI diagnostics", "", _run_line(cfg, info), "",
+        f"Scored {tables.summary['n_rollouts']} rollouts ({tables.summary['truncated']} cut at max_tokens), "
+        f"mean reward {tables.summary['mean_reward']:.3f}, context sources {tables.summary['sources']}; skipped: {skipped}.",
+        "", "## Checks", "", "```", checks, "```", "", "## Token classes", "", classes_markdown(tables),
+        "## Tokens ranked by mean u", "", tokens_markdown(tables, min_count=cfg.min_count, top_k=cfg.top_k),
+        "## Files", "",
+        "traces.html (per-token colours, hover for values), strips/ (u_t over positions: "
+        + ", ".join(strip_files[:3]) + ("..." if len(strip_files) > 3 else "") + "), heatmap.png, tokens.csv/.md, "
+        "classes.csv/.md, rollouts.csv, records.jsonl (every token's s, t, u, entropy), summary.json", "",
+    ])
+    (out / "report.md").write_text(report, encoding="utf-8")
+    summary = {"config": cfg.to_dict(), "info": info, "summary": tables.summary, "classes": tables.classes,
+               "skipped": dict(skips.counts), "skip_messages": skips.messages}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return report
+
+
+def _html_escape(s: str) -> str:
+    import html
+
+    return html.escape(s)
+
+
+def _run_line(cfg: PMIConfig, info: dict[str, Any]) -> str:
+    src = f"rollouts {cfg.rollouts}" if cfg.rollouts else f"dataset {cfg.dataset} ({info.get('n_problems', '?')} problems x {cfg.samples_per_problem} samples)"
+    ctx = info.get("context", {})
+    return (f"model {cfg.model} ({info.get('dtype', 'stored log-probs')} on {info.get('device', '-')}), {src}, "
+            f"temperature {cfg.temperature}, context sources {ctx.get('sources')}, template {ctx.get('template', '')[:60]!r}...")
+
+
+def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
+    """Do everything ``antisd pmi`` does; returns (tables, skips, report text)."""
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    skips = SkipLog()
+    records, expected, info = iter_records(cfg, skips)
+    if cfg.max_rollouts is not None:
+        records = itertools.islice(records, cfg.max_rollouts)
+    agg = PMIAggregator(
+        classes=parse_token_classes(cfg.token_class), heatmap_scale=cfg.heatmap_scale, heatmap_bins=cfg.heatmap_bins,
+        heatmap_min_logp=cfg.heatmap_min_logp, telescoping_atol=cfg.telescoping_atol,
+        telescoping_rtol=default_rtol(cfg, info),
+    )
+    traced: list[PMIRecord] = []
+    with open(out / "records.jsonl", "w", encoding="utf-8") as fh:
+        for rec in tqdm(records, total=expected, unit="rollout", disable=not cfg.progress, file=sys.stderr):
+            agg.add(rec)
+            fh.write(rec.to_json() + "\n")
+            if len(traced) < cfg.max_traces:
+                traced.append(rec)
+    tables = agg.result(n_boot=cfg.bootstrap, unit=cfg.bootstrap_unit, level=cfg.ci_level, seed=cfg.seed)
+    report = write_outputs(cfg, tables, traced, skips, info)
+    return tables, skips, report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``antisd pmi [options]`` / ``python -m antisd.pmi``. Exit 0; 1 if the telescoping check
+    fails or nothing could be scored; 2 for a bad option, file or config (one line, before any model loads)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(PMIConfig, prog="antisd pmi",
+                              description="Per-token PMI u_t between a privileged self-teacher and the student.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        (cfg,) = parser.parse_args_into_dataclasses(args=argv)
+        tables, skips, report = run(cfg)
+    except (PMIConfigError, FileNotFoundError) as e:
+        print(f"antisd pmi: error: {e}", file=sys.stderr)
+        return 2
+    print(report)
+    s = tables.summary
+    if s["n_rollouts"] == 0:
+        print(f"antisd pmi: no rollout could be scored (skipped: {dict(skips.counts)})", file=sys.stderr)
+        return 1
+    return 1 if s["telescoping_failed"] else 0
