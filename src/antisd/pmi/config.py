@@ -72,18 +72,12 @@ def _split_list(value: Any) -> Any:
 
 def read_training_yaml(path: str | Path) -> dict[str, Any]:
     """A training YAML as a dict (``version``/``env`` dropped). Raises PMIConfigError."""
-    import yaml
+    from antisd.cli import CliError, read_yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PMIConfigError(f"config={str(path)!r}: no such file") from None
-    except yaml.YAMLError as e:
-        raise PMIConfigError(f"config={str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise PMIConfigError(f"config={str(path)!r} must be a mapping of field: value, not a {type(data).__name__}")
-    data.pop("version", None)
+        data = read_yaml(path)
+    except CliError as e:
+        raise PMIConfigError(str(e)) from None
     data.pop("env", None)
     return data
 
