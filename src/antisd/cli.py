@@ -363,7 +363,8 @@ def _torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[name]
 
 
-def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs | None = None):
+def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs | None = None, *,
+              callbacks: list | None = None, report: bool = True):
     """Load problems, tokenizer and model, train ``AntiSDTrainer``, save the final model. Returns the trainer.
 
     Data problems raise ``antisd.data.DataError`` (``antisd train`` reports them on one line).
@@ -404,13 +405,14 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
     logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
                 config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
     logger.info("Saved the final model to %s", config.output_dir)
-    if trainer.is_world_process_zero():
+    if report and trainer.is_world_process_zero():
         _final_report(trainer, model_args, toy)
     return trainer
 
