@@ -1,0 +1,359 @@
+"""The toy base policy: a tiny Qwen3 warm-started by SFT (TRL's SFTTrainer) on toy traces, cached.
+
+``ensure_base_policy(config, cache_dir)`` returns the directory of a saved model + tokenizer
+(load both by path with ``AutoModelForCausalLM``/``AutoTokenizer``) plus ``build_info.json``
+(recipe, held-out accuracy, timings). The directory is named by a hash of the recipe, so a
+changed recipe rebuilds and an unchanged one is reused. Builds go to a temporary directory next
+to the target and are renamed into place when complete, so a crash never leaves half a cache.
+
+SFT data: fresh problems from the train split every step (``steps * batch_size`` examples),
+each written as a student trace (prompt = problem) or, with probability ``privileged_frac``, a
+privileged trace (prompt = problem + reference + feedback, see ``traces``). Loss on completion
+tokens only (prompt masked), eos included.
+
+CPU: ``python -m antisd.toyworld.base_policy`` (default recipe, ~8 min on 2 cores)
+     ``python -m antisd.toyworld.base_policy --recipe tiny`` (seconds; for tests)
+GPU: the same commands; SFTTrainer puts the model on the GPU when one is visible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from antisd.toyworld.tasks import ToyTaskConfig, make_problems, iter_problems
+from antisd.toyworld.traces import ToyTraceConfig, sft_example
+
+logger = logging.getLogger(__name__)
+
+RECIPE_VERSION = 2  # bump when trace writing, model building or evaluation changes meaning
+BUILD_INFO = "build_info.json"
+EVAL_SEED = 12345  # the held-out evaluation set is the same for every recipe with the same task config
+
+
+@dataclass(frozen=True)
+class ToyBaseConfig:
+    """Recipe of a toy base policy; its hash names the cache directory."""
+
+    # model (Qwen3ForCausalLM)
+    hidden_size: int = field(default=128, metadata={"help": "Hidden size of the Qwen3 model."})
+    num_layers: int = field(default=2, metadata={"help": "Number of decoder layers."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
+    num_kv_heads: int = field(default=2, metadata={"help": "Key/value heads (grouped-query attention)."})
+    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
+    max_number: int = field(default=255, metadata={"help": "Numbers 0..max_number are single tokens."})
+    # SFT (TRL SFTTrainer)
+    sft_steps: int = field(default=1000, metadata={"help": "Optimizer steps of SFT (one fresh batch each)."})
+    batch_size: int = field(default=64, metadata={"help": "Sequences per SFT step."})
+    learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine schedule)."})
+    warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    privileged_frac: float = field(default=0.3, metadata={"help": "Share of SFT examples in the privileged format (reference in the prompt)."})
+    seed: int = field(default=0, metadata={"help": "Seed of model init, SFT data and SFT order."})
+    # evaluation of the built policy
+    eval_samples: int = field(default=512, metadata={"help": "Held-out problems scored after the build (one sample each, temperature 1)."})
+    max_new_tokens: int = field(default=96, metadata={"help": "Response budget at evaluation (and the RL default)."})
+    # data
+    task: ToyTaskConfig = field(default_factory=ToyTaskConfig, metadata={"help": "Task families and difficulty knobs."})
+    traces: ToyTraceConfig = field(default_factory=ToyTraceConfig, metadata={"help": "Trace writing knobs (privileged_style decides the PMI split)."})
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must divide by num_heads={self.num_heads}, which must divide by num_kv_heads={self.num_kv_heads}")
+        if self.task.max_number > self.max_number:
+            raise ValueError(f"max_number={self.max_number} is below the task's largest number {self.task.max_number}; raise max_number or shrink the task ranges")
+        if not 0.0 <= self.privileged_frac <= 1.0:
+            raise ValueError(f"privileged_frac={self.privileged_frac} must be in [0, 1]")
+        for name in ("sft_steps", "batch_size", "eval_samples", "max_new_tokens", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.traces.max_completion_tokens > self.max_new_tokens:
+            raise ValueError(f"traces.max_completion_tokens={self.traces.max_completion_tokens} exceeds max_new_tokens={self.max_new_tokens}: SFT traces would not fit the response budget")
+
+    @classmethod
+    def tiny(cls, **overrides) -> ToyBaseConfig:
+        """A seconds-long recipe for tests: 1-layer hidden-32 model, 30 SFT steps, 32 eval samples."""
+        base = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                    sft_steps=30, batch_size=16, warmup_steps=3, eval_samples=32, max_new_tokens=96)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        return {"recipe_version": RECIPE_VERSION, **asdict(self)}
+
+    @property
+    def recipe_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        return f"toybase-{self.traces.privileged_style}-{self.recipe_hash}"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ToyBaseConfig:
+        d = {k: v for k, v in d.items() if k != "recipe_version"}
+        task = ToyTaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("task", {}).items()})
+        traces = ToyTraceConfig(**d.pop("traces", {}))
+        return cls(task=task, traces=traces, **d)
+
+
+def default_cache_dir() -> Path:
+    """``$ANTISD_CACHE_DIR/toyworld`` or ``./.cache/toyworld``."""
+    return Path(os.environ.get("ANTISD_CACHE_DIR", ".cache")) / "toyworld"
+
+
+def load_build_info(path: str | Path) -> dict:
+    return json.loads((Path(path) / BUILD_INFO).read_text())
+
+
+def ensure_base_policy(config: ToyBaseConfig | None = None, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
+    """The cached base policy of ``config``; builds it first if absent (or ``force``)."""
+    config = config or ToyBaseConfig()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache_dir / config.name
+    if (target / BUILD_INFO).exists() and not force:
+        logger.info("toy base policy cached at %s", target)
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{config.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        build_base_policy(config, tmp)
+        if target.exists():
+            if force:
+                shutil.rmtree(target)
+            else:  # built concurrently by someone else: keep theirs
+                shutil.rmtree(tmp)
+                return target
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_model(config: ToyBaseConfig, tokenizer):
+    """A randomly initialised Qwen3ForCausalLM for ``config`` (seeded, tied embeddings)."""
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    mc = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads, head_dim=config.hidden_size // config.num_heads,
+        max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = Qwen3ForCausalLM(mc)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=config.max_new_tokens,
+    )
+    return model
+
+
+def sft_rows(config: ToyBaseConfig) -> list[dict[str, str]]:
+    """``sft_steps * batch_size`` prompt-completion pairs from fresh train-split problems."""
+    rng = random.Random(f"toy-sft-{config.seed}")
+    problems = iter_problems(config.task, "train", config.seed)
+    return [sft_example(next(problems), rng, config.traces, privileged=rng.random() < config.privileged_frac)
+            for _ in range(config.sft_steps * config.batch_size)]
+
+
+def heldout_rows(config: ToyBaseConfig, n: int | None = None) -> list[dict[str, str]]:
+    """The fixed held-out evaluation problems (seed ``EVAL_SEED``) as dataset rows."""
+    return [p.row() for p in make_problems(n or config.eval_samples, split="heldout", seed=EVAL_SEED, config=config.task)]
+
+
+class _ProgressLog:
+    """A TrainerCallback that logs SFT progress through ``logging`` and, when ``adapt_threads``,
+    re-picks torch's thread count every 50 steps from the load the *other* processes make."""
+
+    def __new__(cls, total: int, adapt_threads: bool):
+        import torch
+        from transformers import TrainerCallback
+
+        class _CB(TrainerCallback):
+            def __init__(self) -> None:
+                self.t0 = time.perf_counter()
+
+            def on_step_begin(self, args, state, control, **kw):
+                if adapt_threads and state.global_step % 50 == 0:
+                    own = torch.get_num_threads()
+                    new = pick_num_threads(own_load=own)
+                    if new != own:
+                        logger.info("step %d: load average %.1f, switching torch threads %d -> %d", state.global_step, _load(), own, new)
+                        torch.set_num_threads(new)
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    el = time.perf_counter() - self.t0
+                    eta = el / max(state.global_step, 1) * (total - state.global_step)
+                    logger.info("sft step %d/%d loss %.4f (%.0f s, eta %.0f s, %d threads)", state.global_step, total,
+                                float(logs["loss"]), el, eta, torch.get_num_threads())
+
+        return _CB()
+
+
+def pick_num_threads(own_load: float = 0.0) -> int:
+    """Torch threads for a build: ``$ANTISD_TOY_THREADS`` if set; else 1 when other processes
+    keep the machine busy (1-min load average minus ``own_load`` >= 0.5), else all cores.
+    On a shared 2-core machine two threads per process made each step ~5x slower than one
+    (OpenMP barriers wait for descheduled threads), while on an idle one two threads are faster."""
+    env = os.environ.get("ANTISD_TOY_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = os.cpu_count() or 1
+    others = _load() - own_load
+    return 1 if (others >= 0.5 or others != others) else cores  # nan (no getloadavg): 1
+
+
+def build_base_policy(config: ToyBaseConfig, out_dir: str | Path, *, num_threads: int | None = None) -> dict:
+    """Build tokenizer + model, SFT them, evaluate on held-out problems, save to ``out_dir``.
+
+    ``num_threads`` fixes torch's intra-op threads for the build; by default they follow the
+    machine's load (``pick_num_threads``, re-checked every 50 steps). Threads do not enter the
+    recipe (results agree up to float summation order)."""
+    import torch
+
+    threads_before = torch.get_num_threads()
+    adapt = num_threads is None and not os.environ.get("ANTISD_TOY_THREADS")
+    torch.set_num_threads(num_threads or pick_num_threads())
+    try:
+        return _build(config, Path(out_dir), adapt)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _build(config: ToyBaseConfig, out_dir: Path, adapt_threads: bool = False) -> dict:
+    import torch
+    import transformers
+    import trl
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from antisd.toyworld.evaluate import evaluate_accuracy
+    from antisd.toyworld.tokenizer import build_tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    tokenizer = build_tokenizer(config.max_number)
+    model = build_model(config, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("building toy base policy %s: %d parameters, %d SFT steps x %d, %d torch threads, load average %.1f",
+                config.name, n_params, config.sft_steps, config.batch_size, torch.get_num_threads(), _load())
+
+    rows = sft_rows(config)
+    # Tokenize here (batched, fast) and hand SFTTrainer input_ids + labels with the prompt masked
+    # (-100): the same loss as its completion_only_loss on prompt/completion pairs, without its
+    # per-example map passes (~1 min for 96k examples on a busy 2-core machine).
+    enc_p = tokenizer([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
+    enc_c = tokenizer([r["completion"] + tokenizer.eos_token for r in rows], add_special_tokens=False)["input_ids"]
+    dataset = Dataset.from_dict({
+        "input_ids": [p + c for p, c in zip(enc_p, enc_c)],
+        "labels": [[-100] * len(p) + c for p, c in zip(enc_p, enc_c)],
+        "length": [len(p) + len(c) for p, c in zip(enc_p, enc_c)],  # for group_by_length
+    })
+    t_data = time.perf_counter() - t0
+
+    sft_dir = out_dir / "_sft"  # trainer scratch (nothing is saved there), removed before saving
+    args = SFTConfig(
+        output_dir=str(sft_dir), max_steps=config.sft_steps, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed,
+        completion_only_loss=True, max_length=None, packing=False, bf16=False, fp16=False,
+        gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=max(1, config.sft_steps // 20),
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length",  # less padding: ~1.5x faster
+        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[_ProgressLog(config.sft_steps, adapt_threads)])
+    t1 = time.perf_counter()
+    result = trainer.train()
+    t_sft = time.perf_counter() - t1
+    model = trainer.model.cpu() if not torch.cuda.is_available() else trainer.model
+    shutil.rmtree(sft_dir, ignore_errors=True)
+
+    ev = evaluate_accuracy(model, tokenizer, heldout_rows(config), max_new_tokens=config.max_new_tokens, seed=EVAL_SEED)
+    logger.info("held-out accuracy %.3f +- %.3f (strict %.3f, %d samples, %.0f tokens mean)",
+                ev["eval/accuracy"], ev["eval/stderr"], ev["eval/strict_accuracy"], int(ev["eval/n"]), ev["eval/mean_tokens"])
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    info = {
+        "name": config.name,
+        "recipe_hash": config.recipe_hash,
+        "recipe": config.to_dict(),
+        "n_parameters": n_params,
+        "heldout": ev,
+        "train_loss": float(result.training_loss),
+        "seconds": {"data": t_data, "sft": t_sft, "eval": ev["eval/seconds"], "total": time.perf_counter() - t0,
+                    "cpu_total": time.process_time() - c0},
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_end": _load(),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+    }
+    (out_dir / BUILD_INFO).write_text(json.dumps(info, indent=2))
+    logger.info("built %s in %.0f s (SFT %.0f s)", config.name, info["seconds"]["total"], t_sft)
+    return info
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return float("nan")
+
+
+RECIPES = {"default": ToyBaseConfig, "tiny": ToyBaseConfig.tiny}
+
+
+def recipe(name: str = "default", *, privileged_style: str | None = None, **overrides) -> ToyBaseConfig:
+    """A named recipe (``default`` or ``tiny``), optionally with another privileged style."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe={name!r}; valid: {sorted(RECIPES)}")
+    cfg = RECIPES[name](**overrides)
+    if privileged_style is not None:
+        cfg = dataclasses.replace(cfg, traces=dataclasses.replace(cfg.traces, privileged_style=privileged_style))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> Path:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build (or find cached) the toy base policy and print its path.")
+    ap.add_argument("--recipe", default="default", choices=sorted(RECIPES))
+    ap.add_argument("--privileged-style", default=None, choices=["commit", "direct", "search"])
+    ap.add_argument("--cache-dir", default=None, help="default: $ANTISD_CACHE_DIR/toyworld or ./.cache/toyworld")
+    ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override top-level ToyBaseConfig fields, e.g. sft_steps=800")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    types = {f.name: f.type for f in dataclasses.fields(ToyBaseConfig)}
+    overrides = {}
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        if k not in types or k in ("task", "traces"):
+            raise SystemExit(f"--set {k}: not a top-level ToyBaseConfig field; valid: {sorted(set(types) - {'task', 'traces'})}")
+        overrides[k] = float(v) if types[k] == "float" else int(v)
+    cfg = recipe(a.recipe, privileged_style=a.privileged_style, **overrides)
+    path = ensure_base_policy(cfg, a.cache_dir, force=a.force)
+    info = load_build_info(path)
+    print(path)
+    print(json.dumps({"heldout_accuracy": info["heldout"]["eval/accuracy"], "seconds": info["seconds"]["total"]}))
+    return path
+
+
+if __name__ == "__main__":
+    main()

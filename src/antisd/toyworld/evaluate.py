@@ -1,0 +1,116 @@
+"""Held-out accuracy of a toy policy: batched sampling at temperature 1, scored by the math reward.
+
+``accuracy`` uses ``antisd.rewards.math_reward`` (math-verify on the last ``\\boxed{}``), the
+reward real data gets. ``strict_accuracy`` also asks ``antisd.rewards.is_strict_format``
+(exactly one box and nothing after it, TOYWORLD.md problem 3), so answer-after-answer
+exploits show.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def get_reward_fn() -> Callable[[str, str], float]:
+    """The project's math reward, ``antisd.rewards.math_reward`` (math-verify, last box)."""
+    from antisd.rewards import math_reward
+
+    return math_reward
+
+
+def strict_reward(completion: str, answer: str) -> float:
+    """``math_reward`` times the strict format rule: exactly one box, and nothing after it."""
+    from antisd.rewards import is_strict_format, math_reward
+
+    return float(is_strict_format(completion)) * math_reward(completion, answer)
+
+
+@torch.no_grad()
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> tuple[list[str], list[list[int]]]:
+    """Sample one completion per prompt (left-padded batches, KV cache); returns texts and the
+    completion token ids with eos/padding removed (eos itself excluded)."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    texts: list[str] = []
+    ids_out: list[list[int]] = []
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start:start + batch_size])
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left").to(device)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        out = model.generate(
+            **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+            max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+        )
+        comp = out[:, enc["input_ids"].shape[1]:].tolist()  # (B, T')
+        for row in comp:
+            cut = row.index(eos) if eos in row else len(row)
+            row = [t for t in row[:cut] if t != pad]
+            ids_out.append(row)
+            texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    model.train(was_training)
+    return texts, ids_out
+
+
+def evaluate_accuracy(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    *,
+    max_new_tokens: int = 96,
+    temperature: float = 1.0,
+    batch_size: int = 128,
+    seed: int = 0,
+    reward_fn: Callable[[str, str], float] | None = None,
+) -> dict[str, float]:
+    """Accuracy over ``rows`` (dicts with prompt, answer, family), one sample each.
+
+    Returns ``eval/accuracy``, ``eval/strict_accuracy``, ``eval/stderr``, per-family accuracies,
+    ``eval/mean_tokens``, ``eval/truncated_frac`` (no eos within the budget), ``eval/n`` and
+    ``eval/seconds``.
+    """
+    reward_fn = reward_fn or get_reward_fn()
+    t0 = time.perf_counter()
+    texts, ids = sample_completions(
+        model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
+        temperature=temperature, batch_size=batch_size, seed=seed,
+    )
+    scores = [reward_fn(t, r["answer"]) for t, r in zip(texts, rows)]
+    from antisd.rewards import is_strict_format
+
+    strict = [float(is_strict_format(t)) * s for t, s in zip(texts, scores)]
+    fam: dict[str, list[float]] = defaultdict(list)
+    for s, r in zip(scores, rows):
+        fam[r.get("family", "all")].append(s)
+    n = len(rows)
+    acc = sum(scores) / n
+    out = {
+        "eval/accuracy": acc,
+        "eval/strict_accuracy": sum(strict) / n,
+        "eval/stderr": (acc * (1 - acc) / n) ** 0.5,
+        "eval/mean_tokens": sum(len(i) for i in ids) / n,
+        "eval/truncated_frac": sum(len(i) >= max_new_tokens for i in ids) / n,
+        "eval/n": float(n),
+        "eval/seconds": time.perf_counter() - t0,
+    }
+    for f, v in sorted(fam.items()):
+        out[f"eval/accuracy_{f}"] = sum(v) / len(v)
+    return out
