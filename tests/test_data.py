@@ -19,7 +19,9 @@ from antisd.data import (
     text_id,
 )
 
-SHARED = Path("/work/shared/data")
+from paths import SHARED_DATA  # noqa: E402
+
+SHARED = SHARED_DATA
 CANONICAL = ["prompt", "answer", "solution", "problem_id"]
 
 

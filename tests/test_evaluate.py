@@ -36,7 +36,9 @@ from antisd.evaluate import (
     write_summary,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from paths import SHARED_DATA  # noqa: E402
+
+SHARED = SHARED_DATA
 needs_shared = pytest.mark.skipif(not (SHARED / "aime2024.jsonl").is_file(), reason="no ../shared/data")
 
 

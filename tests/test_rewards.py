@@ -29,7 +29,9 @@ from antisd.rewards import (
     math_reward,
 )
 
-DATA = Path("/work/shared/data")
+from paths import SHARED_DATA  # noqa: E402
+
+DATA = SHARED_DATA
 # math-verify 0.9.0's time grows exponentially with nested bare braces: ~1 s at depth 5,
 # ~7 s at 12, ~19 s at 15; at 50 it parses for >10 s and compares for >60 s.
 PATHOLOGICAL = "\\boxed{" + "{" * 50 + "1" + "}" * 50 + "}"

@@ -15,7 +15,7 @@ chat template to ``prompt``. Other columns of the source are dropped.
 
 Sources: a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, a directory of files of one
 of those types, or a Hugging Face hub name (``load_dataset(name, dataset_config, split=...)``).
-The local copy at /work/shared/data/dapo_math_17k.jsonl (columns id, problem, answer) is the
+A local deduplicated copy (e.g. ../shared/data/dapo_math_17k.jsonl) (columns id, problem, answer) is the
 deduplicated DAPO-Math-17k. The hub's BytedTsinghua-SIA/DAPO-Math-17k is in verl's nested
 format (``prompt`` holds chat messages with DAPO's own instruction, ``reward_model.ground_truth``
 the answer; every prompt is repeated many times) and is not a flat problem/answer table.

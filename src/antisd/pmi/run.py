@@ -2,7 +2,7 @@
 
 See the package docstring (``antisd.pmi``) and docs/pmi.md for what is written and why.
 
-CPU: antisd pmi --model runs/tiny-qwen3 --dataset /work/shared/data/math500.jsonl --max_problems 8 \
+CPU: antisd pmi --model runs/tiny-qwen3 --dataset ../shared/data/math500.jsonl --max_problems 8 \
          --samples_per_problem 2 --max_new_tokens 64 --output_dir runs/pmi_math500_tiny
 GPU: antisd pmi --config recipes/models/qwen3-8b.yaml --max_problems 32 --samples_per_problem 8 \
          --max_new_tokens 4096 --batch_size 16 --check_rollouts 64 --output_dir runs/pmi_qwen3_8b
