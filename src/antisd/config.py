@@ -124,6 +124,14 @@ class AntiSDConfig(GRPOConfig):
     teacher_batch_size: int | None = field(
         default=None, metadata={"help": "Sequences per teacher forward (default: per_device_train_batch_size)."},
     )
+    fast_logprobs: bool = field(
+        default=False,
+        metadata={"help": "Compute the loss's and the teacher's per-token log-probs and entropies with "
+                          "antisd.logprobs (scores only real completion tokens; the backward recomputes each chunk's "
+                          "softmax) instead of TRL's fused LM head. 3-4.5x faster forward+backward on CPU "
+                          "(docs/benchmarks.md); equal to TRL's path up to float rounding. Off: TRL's GRPO exactly. "
+                          "Text-only models without an MoE aux loss; others keep TRL's path."},
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
