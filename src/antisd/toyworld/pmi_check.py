@@ -173,21 +173,29 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
     return result
 
 
-def format_table(result: dict) -> str:
-    """A markdown table: one row per token category, per reference form."""
+def format_table(result: dict, min_count: int = 10) -> str:
+    """A markdown table: one row per token category, per reference form (words after a failed
+    try with fewer than ``min_count`` occurrences are pooled)."""
     lines = [f"style `{result['style']}`: {result['n_rollouts']} rollouts, accuracy {result['accuracy']:.3f}, "
              f"{result['mean_tokens']:.1f} tokens per rollout", "",
-             "| form | category | n | mean u | median u | share u<0 |", "|---|---|---|---|---|---|"]
+             "| form | tokens | n | mean u | median u | share u<0 |", "|---|---|---|---|---|---|"]
     for form, fr in result["forms"].items():
-        rows = [(c, fr["categories"][c]) for c in CATEGORIES]
-        rows.insert(1, ("  deliberation words", fr["deliberation_words"]))
-        rows[2:2] = [(f"  deliberation, {k.replace('_', ' ')}", v) for k, v in fr["deliberation_by_fail"].items()]
-        rows[2:2] = [(f"  after fail: {w}", s) for w, s in fr["after_fail_by_word"].items()]
-        for name, s in rows:
-            if s.get("n", 0):
-                lines.append(f"| {form} | {name} | {s['n']} | {s['mean']:+.2f} | {s['median']:+.2f} | {s['neg_frac']:.2f} |")
+        by_word = fr["after_fail_by_word"]
+        rare = [w for w, st in by_word.items() if st["n"] < min_count]
+        rows = [("after a failed try (all)", fr["categories"]["after_fail"]),
+                ("  deliberation words", fr["deliberation_words"]),
+                *[(f"  deliberation, {k.replace('_', ' ')}", v) for k, v in fr["deliberation_by_fail"].items()],
+                *[(f"  `{w}`", st) for w, st in by_word.items() if w not in rare]]
+        if rare:
+            rows.append((f"  other words ({len(rare)} kinds)", {"n": sum(by_word[w]["n"] for w in rare), "pooled": True}))
+        rows += [(c.replace("_", " "), fr["categories"][c]) for c in CATEGORIES if c != "after_fail"]
+        for name, st in rows:
+            if st.get("pooled"):
+                lines.append(f"| {form} | {name} | {st['n']} | | | |")
+            elif st.get("n", 0):
+                lines.append(f"| {form} | {name} | {st['n']} | {st['mean']:+.2f} | {st['median']:+.2f} | {st['neg_frac']:.2f} |")
         te = fr["teacher_entropy"]
-        lines.append(f"| {form} | teacher entropy mean / median | | {te['mean']:.3f} | {te['median']:.4f} | |")
+        lines.append(f"| {form} | teacher entropy, mean / median | | {te['mean']:.3f} | {te['median']:.4f} | |")
     return "\n".join(lines)
 
 
