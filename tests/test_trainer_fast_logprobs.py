@@ -5,6 +5,7 @@ computation on each unpadded sequence whatever the batching."""
 import pytest
 import torch
 
+from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext
 from antisd.logprobs import naive_logps_and_entropies
 
@@ -70,3 +71,8 @@ def test_teacher_pass_equals_naive_per_sequence(tiny_model_path, tmp_path, fast)
             ref_lp, ref_ent = naive_logps_and_entropies(tr.model, ids, torch.ones_like(ids), n)
         torch.testing.assert_close(t_logps[i, :n], ref_lp[0], atol=2e-5, rtol=0)
         torch.testing.assert_close(t_ent[i, :n], ref_ent[0], atol=2e-5, rtol=0)
+
+
+def test_teacher_batch_size_must_be_positive():
+    with pytest.raises(ValueError, match="teacher_batch_size=0 must be >= 1"):
+        AntiSDConfig(output_dir="/tmp/x", bf16=False, teacher_batch_size=0)

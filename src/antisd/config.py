@@ -122,7 +122,10 @@ class AntiSDConfig(GRPOConfig):
                           "student forward). False: a separate no-grad student pass at generation time (reference path)."},
     )
     teacher_batch_size: int | None = field(
-        default=None, metadata={"help": "Sequences per teacher forward (default: per_device_train_batch_size)."},
+        default=None,
+        metadata={"help": "Sequences per teacher forward (default: per_device_train_batch_size). A batch of unequal "
+                          "lengths is padded and the attention then builds a (batch x S x S) mask, quadratic in the "
+                          "teacher length S; 1 avoids both (on CPU also faster; docs/benchmarks.md)."},
     )
     fast_logprobs: bool = field(
         default=False,
@@ -157,6 +160,9 @@ class AntiSDConfig(GRPOConfig):
                 f"gate_down_ratio={self.gate_down_ratio} must be in (0, gate_up_ratio={self.gate_up_ratio}] "
                 "(the gate turns off below down*H_warm and back on at up*H_warm)"
             )
+        if self.teacher_batch_size is not None and self.teacher_batch_size < 1:
+            raise ValueError(f"teacher_batch_size={self.teacher_batch_size} must be >= 1 (or None for "
+                             "per_device_train_batch_size)")
         if self.dump_rollouts_every < 0:
             raise ValueError(f"dump_rollouts_every={self.dump_rollouts_every} must be >= 0")
         if isinstance(self.solution_sources, str):
