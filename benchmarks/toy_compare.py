@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -96,6 +97,11 @@ def _init_worker(threads: int) -> None:
     oversubscribe the cores)."""
     import torch
 
+    if sys.platform == "linux":  # die with the parent (a killed parent would otherwise leave workers training)
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d]: %(message)s")
 
