@@ -27,6 +27,15 @@ def test_default_argv_parses_into_the_canonical_config():
     assert config.context_config.template.endswith("feedback : {feedback} .")
 
 
+@pytest.mark.parametrize("method, signal, gate", [("sd", "sd", "none"), ("antisd", "antisd", "teacher_entropy")])
+def test_method_switch_on_the_default_takes_that_methods_gate(method, signal, gate):
+    """`antisd train --method sd` must be the paper's ungated SD, not SD behind AntiSD's gate."""
+    from antisd.cli import build_train_args, train_inputs
+
+    *_, config = build_train_args(train_inputs(default_train_argv() + ["--method", method]))
+    assert (config.token_signal, config.gate) == (signal, gate)
+
+
 def test_toy_dataset_file_is_valid_training_data(tmp_path):
     from antisd.data import DataConfig, load_problems
 

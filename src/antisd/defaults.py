@@ -41,7 +41,8 @@ TOY_TRAIN: dict[str, Any] = {
     # method: canonical AntiSD (the defaults of AntiSDConfig, restated for the reader)
     "method": "antisd",
     "lambda_max": 0.5,
-    "gate": "teacher_entropy",
+    # no "gate" key: the gate follows the method (teacher_entropy for antisd, none for sd), so
+    # `--method sd` on top of this default is the paper's ungated SD baseline
     "gate_warmup_steps": 5,
     "gate_down_ratio": 0.93,
     "composition": "additive",
