@@ -5,6 +5,7 @@ fake vllm module), the training callback and the CLI. CPU only, tiny model, noth
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.machinery
 import json
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import antisd.evaluate as ev
 from antisd.data import DEFAULT_SYSTEM_PROMPT
@@ -45,10 +47,10 @@ needs_shared = pytest.mark.skipif(not (SHARED / "aime2024.jsonl").is_file(), rea
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Tiny matmuls on a shared 2-core machine: one thread is ~30x faster than two contending."""
-    threads = ev.torch.get_num_threads()
-    ev.torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
-    ev.torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -371,10 +373,10 @@ def fake_vllm(monkeypatch) -> list:
 
 
 def test_backend_choice(monkeypatch):
-    monkeypatch.setattr(ev.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     fake_vllm(monkeypatch)
     assert ev.resolve_backend("auto") == "vllm" and ev.resolve_backend("transformers") == "transformers"
-    monkeypatch.setattr(ev.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert ev.resolve_backend("auto") == "transformers"
     with pytest.raises(EvalError, match="CUDA"):
         ev.resolve_backend("vllm")
@@ -382,7 +384,7 @@ def test_backend_choice(monkeypatch):
 
 def test_vllm_path_end_to_end_with_a_fake_vllm(tiny_model_path, tmp_path, monkeypatch):
     made = fake_vllm(monkeypatch)
-    monkeypatch.setattr(ev.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     data = write_jsonl(tmp_path / "d.jsonl", [{"id": f"q{i}", "problem": "1+1?", "answer": "2"} for i in range(2)])
     summary = run_eval(EvalConfig(models=[f"fake={tiny_model_path}"], benchmarks=[f"d={data}?id=id&k=3"],
                                   backend="vllm", top_k=0, seed=5, output_dir=str(tmp_path / "o"),
@@ -441,7 +443,7 @@ def test_eval_callback_unbound_merges_into_the_next_log(tiny_model, tiny_tokeniz
 
 def test_cli_help_flags_config_and_errors(tiny_model_path, toy_data, tmp_path, capsys):
     help_text = ev.build_parser().format_help()
-    for f in ev.dataclasses.fields(EvalConfig):
+    for f in dataclasses.fields(EvalConfig):
         assert f"--{f.name}" in help_text
     config = tmp_path / "eval.yaml"
     config.write_text(f"models: {tiny_model_path}\nmax_new_tokens: 50\ntemperature: 1.0\n")

@@ -1,0 +1,155 @@
+"""Benchmarks: the presets, ``NAME=SOURCE?key=value`` specs, and loading their problems."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig, DataError, load_raw, map_problems
+
+logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
+
+DATA_DIR_ENV = "ANTISD_DATA_DIR"
+PAPER_BENCHMARKS = ("aime24", "aime25", "aime26", "hmmt25", "minerva")
+GSM8K_FINAL_COLUMN = "_gsm8k_final_answer"
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class EvalError(ValueError):
+    """A usage error found before or instead of generation (mixed settings, bad spec)."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: where its problems live and how its columns map to problem/answer/id."""
+
+    name: str
+    source: str  # hub dataset name, or a local .jsonl/.json/.parquet/.csv file or directory
+    split: str = "train"
+    config: str | None = None
+    problem_column: str = "problem"
+    answer_column: str = "answer"
+    id_column: str | None = None
+    solution_column: str | None = "solution"
+    answer_format: Literal["plain", "gsm8k"] = "plain"  # gsm8k: the answer is the text after "####"
+    k: int = 4  # samples per problem unless EvalConfig.n_samples says otherwise
+
+
+@dataclass(frozen=True)
+class Preset:
+    hub: Benchmark  # the usual hub dataset and its columns
+    local_file: str  # file name in a data dir (as in /work/shared/data: columns id, problem, answer)
+
+
+PRESETS: dict[str, Preset] = {
+    "aime24": Preset(Benchmark("aime24", "HuggingFaceH4/aime_2024", "train", id_column="id", k=32), "aime2024.jsonl"),
+    "aime25": Preset(Benchmark("aime25", "MathArena/aime_2025", "train", id_column="problem_idx",
+                               solution_column=None, k=32), "aime2025.jsonl"),
+    "aime26": Preset(Benchmark("aime26", "math-ai/aime26", "test", id_column="id", solution_column=None, k=32),
+                     "aime2026.jsonl"),
+    "hmmt25": Preset(Benchmark("hmmt25", "MathArena/hmmt_feb_2025", "train", id_column="problem_idx",
+                               solution_column=None, k=32), "hmmt_feb2025.jsonl"),
+    "minerva": Preset(Benchmark("minerva", "math-ai/minervamath", "test", problem_column="question",
+                                solution_column=None, k=4), "minerva_math.jsonl"),
+    "math500": Preset(Benchmark("math500", "HuggingFaceH4/MATH-500", "test", id_column="unique_id", k=4),
+                      "math500.jsonl"),
+    "gsm8k": Preset(Benchmark("gsm8k", "openai/gsm8k", "test", config="main", problem_column="question",
+                              solution_column="answer", answer_format="gsm8k", k=4), "gsm8k_test.jsonl"),
+}
+
+_SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_column",
+              "solution": "solution_column", "split": "split", "config": "config", "k": "k",
+              "answer_format": "answer_format", "like": None}
+
+
+def preset_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
+    """A preset: the local file in `data_dir` when it is there, else the hub dataset."""
+    if name not in PRESETS:
+        raise EvalError(f"benchmark {name!r} is not a preset; presets: {sorted(PRESETS)} "
+                        "(other data: NAME=PATH_OR_HUB_NAME?problem=COL&answer=COL)")
+    preset = PRESETS[name]
+    if data_dir:
+        path = Path(data_dir).expanduser() / preset.local_file
+        if path.is_file():
+            return Benchmark(name, str(path.resolve()), "train", id_column="id", k=preset.hub.k)
+        logger.warning("%s is not in data_dir %s: %s uses the hub dataset %s", preset.local_file, data_dir,
+                       name, preset.hub.source)
+    return preset.hub
+
+
+def parse_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
+    """A benchmark from ``PRESET`` or ``NAME=SOURCE``, optionally followed by ``?key=value&...``.
+
+    Keys: problem, answer, id, solution (column names; empty = none), split, config, k,
+    answer_format (plain|gsm8k), like=PRESET (start from that preset's hub columns, e.g. for a
+    downloaded copy of the hub file).
+    """
+    head, _, query = spec.partition("?")
+    opts = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(opts) - set(_SPEC_KEYS))
+    if unknown:
+        raise EvalError(f"benchmark {spec!r}: unknown option(s) {unknown}; valid: {sorted(_SPEC_KEYS)}")
+    name, eq, source = (s.strip() for s in head.partition("="))
+    if not _NAME_RE.match(name):
+        raise EvalError(f"benchmark {spec!r}: the name {name!r} must match [A-Za-z0-9._-]+ (it names result files)")
+    if not eq:
+        bench = preset_benchmark(name, data_dir)
+    elif not source:
+        raise EvalError(f"benchmark {spec!r}: give a source after '=' (a local file or a hub dataset name)")
+    elif "like" in opts:
+        bench = dataclasses.replace(preset_benchmark(opts["like"]), name=name, source=source)
+    else:
+        bench = Benchmark(name, source)
+    if eq and Path(source).expanduser().exists():  # one spelling per file, for the fingerprint
+        bench = dataclasses.replace(bench, source=str(Path(source).expanduser().resolve()))
+    changes: dict[str, Any] = {}
+    for key, value in opts.items():
+        if key == "like":
+            continue
+        if key == "k":
+            if not value.isdigit() or int(value) < 1:
+                raise EvalError(f"benchmark {spec!r}: k={value!r} must be a positive integer")
+            changes["k"] = int(value)
+        elif key == "answer_format" and value not in ("plain", "gsm8k"):
+            raise EvalError(f"benchmark {spec!r}: answer_format={value!r}; choose plain or gsm8k")
+        else:
+            changes[_SPEC_KEYS[key]] = value or None
+    return dataclasses.replace(bench, **changes)
+
+
+def gsm8k_final_answer(text: Any) -> str | None:
+    """GSM8K's answer field ends in ``#### N``: N, or None when there is no ``####``."""
+    if not isinstance(text, str) or "####" not in text:
+        return None
+    return text.rsplit("####", 1)[1].strip() or None
+
+
+def load_benchmark(bench: Benchmark, *, limit: int | None = None, prompt_format: str = "chat",
+                   system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> Any:
+    """Canonical columns (prompt, answer, solution, problem_id) of the first `limit` problems,
+    validated by ``antisd.data`` (file order, no shuffle)."""
+    dcfg = DataConfig(
+        dataset_name=bench.source, dataset_config=bench.config, dataset_split=bench.split,
+        problem_column=bench.problem_column, answer_column=bench.answer_column,
+        solution_column=bench.solution_column, id_column=bench.id_column, system_prompt=system_prompt,
+        prompt_format=prompt_format, max_samples=limit,  # type: ignore[arg-type]
+    )
+    try:
+        raw = load_raw(dcfg)
+    except DataError as e:
+        if bench.source in {p.hub.source for p in PRESETS.values()}:
+            raise DataError(f"{e}; or point --data_dir (or ${DATA_DIR_ENV}) at a folder holding "
+                            f"{PRESETS[bench.name].local_file if bench.name in PRESETS else 'the local file'}") from e
+        raise
+    if bench.answer_format == "gsm8k":
+        if bench.answer_column not in raw.column_names:
+            raise DataError(f"benchmark {bench.name}: answer column {bench.answer_column!r} is not in "
+                            f"{raw.column_names}")
+        raw = raw.map(lambda row: {GSM8K_FINAL_COLUMN: gsm8k_final_answer(row[bench.answer_column])})
+        dcfg = dataclasses.replace(dcfg, answer_column=GSM8K_FINAL_COLUMN)
+    return map_problems(raw, dcfg)

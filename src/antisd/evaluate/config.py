@@ -1,0 +1,251 @@
+"""EvalConfig (what to evaluate, how to sample, where to write) and its command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from antisd.data import DEFAULT_SYSTEM_PROMPT
+from antisd.evaluate.benchmarks import DATA_DIR_ENV, PAPER_BENCHMARKS, PRESETS, Benchmark, EvalError, parse_benchmark
+from antisd.evaluate.generation import resolve_backend
+
+logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate, how to sample, where to write. Checked before any model loads."""
+
+    models: list[str] = field(default_factory=list, metadata=_help(
+        "Model paths or hub names; LABEL=PATH names a model in the results (default label: the last path "
+        "part, parent_checkpoint-N for checkpoints)."))
+    benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS), metadata=_help(
+        f"Preset names ({', '.join(PRESETS)}) or NAME=FILE_OR_HUB_NAME?problem=COL&answer=COL&id=COL&split=S"
+        "&config=C&k=N&like=PRESET. Default: the paper's five."))
+    n_samples: int | None = field(default=None, metadata=_help(
+        "k, samples per problem for every benchmark (default: the benchmark's own, 32 for AIME/HMMT, "
+        "4 for Minerva/MATH-500/GSM8K and custom files)."))
+    temperature: float = field(default=0.6, metadata=_help(
+        "Sampling temperature; 0 = greedy (then all k samples are identical). Project choice: the paper "
+        "does not state it."))
+    top_p: float = field(default=0.95, metadata=_help("Nucleus sampling mass in (0, 1]."))
+    top_k: int = field(default=0, metadata=_help("Top-k sampling; 0 = off (HF generate would otherwise apply 50)."))
+    max_new_tokens: int = field(default=32768, metadata=_help(
+        "Completion token budget; a completion that reaches it is counted as truncated."))
+    seed: int = field(default=0, metadata=_help(
+        "Base seed; each problem's samples use a seed derived from it, the benchmark and the problem id."))
+    batch_size: int | None = field(default=None, metadata=_help(
+        "Sequences per generation call and per chunk written to disk (default: 64 with transformers, "
+        "4096 with vLLM)."))
+    backend: Literal["auto", "vllm", "transformers"] = field(default="auto", metadata=_help(
+        "auto: vLLM when it is installed and a GPU is present, else transformers generate."))
+    output_dir: str = field(default="outputs/eval", metadata=_help("Where samples/, summary.* and the plot go."))
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(default="auto", metadata=_help(
+        "Weights dtype (auto: the checkpoint's own)."))
+    device: str = field(default="auto", metadata=_help("transformers backend: cpu, cuda, cuda:1 ... (auto: cuda if present)."))
+    prompt_format: Literal["chat", "plain"] = field(default="chat", metadata=_help(
+        "chat: the tokenizer's chat template with the system prompt; plain: the problem text as is."))
+    system_prompt: str | None = field(default=DEFAULT_SYSTEM_PROMPT, metadata=_help(
+        "System message of chat prompts ('' or none: no system message)."))
+    chat_template_kwargs: dict[str, Any] | None = field(default=None, metadata=_help(
+        'Extra chat-template arguments as JSON, e.g. \'{"enable_thinking": false}\' for Qwen3.'))
+    limit: int | None = field(default=None, metadata=_help("Evaluate only the first N problems of each benchmark."))
+    data_dir: str | None = field(default=None, metadata=_help(
+        f"Folder with local benchmark files (aime2024.jsonl, ...); presets read them instead of the hub "
+        f"(default: ${DATA_DIR_ENV})."))
+    overwrite: bool = field(default=False, metadata=_help(
+        "Discard existing samples written with other settings instead of refusing to mix them."))
+    rescore: bool = field(default=False, metadata=_help(
+        "Re-score every samples/*.jsonl in output_dir with the current verifier and rewrite the summary; "
+        "no generation, no models needed."))
+    verify_timeout_s: float = field(default=5.0, metadata=_help("math-verify time budget per sample, seconds."))
+    plot: bool = field(default=True, metadata=_help("Write pass_at_k.png."))
+    show_progress: bool = field(default=True, metadata=_help("Show a progress bar with an ETA."))
+    trust_remote_code: bool = field(default=False, metadata=_help("Allow model/tokenizer code from the hub."))
+    vllm_gpu_memory_utilization: float = field(default=0.9, metadata=_help("vLLM: fraction of GPU memory to use."))
+    vllm_tensor_parallel_size: int = field(default=1, metadata=_help("vLLM: GPUs per model."))
+    vllm_max_model_len: int | None = field(default=None, metadata=_help("vLLM: context length (default: the model's)."))
+
+    def __post_init__(self) -> None:
+        if self.data_dir is None:
+            self.data_dir = os.environ.get(DATA_DIR_ENV) or None
+        if self.system_prompt == "":
+            self.system_prompt = None
+        checks = [
+            (self.temperature >= 0, f"temperature={self.temperature} must be >= 0 (0 = greedy)"),
+            (0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]"),
+            (self.top_k >= 0, f"top_k={self.top_k} must be >= 0 (0 = off)"),
+            (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens} must be >= 1"),
+            (self.n_samples is None or self.n_samples >= 1, f"n_samples={self.n_samples} must be >= 1"),
+            (self.batch_size is None or self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
+            (self.limit is None or self.limit >= 1, f"limit={self.limit} must be >= 1 (or none for all problems)"),
+            (self.verify_timeout_s > 0, f"verify_timeout_s={self.verify_timeout_s} must be > 0"),
+            (self.backend in ("auto", "vllm", "transformers"),
+             f"backend={self.backend!r} is not valid; choose one of ['auto', 'transformers', 'vllm']"),
+            (self.prompt_format in ("chat", "plain"), f"prompt_format={self.prompt_format!r}; choose chat or plain"),
+            (self.dtype in ("auto", "bfloat16", "float16", "float32"),
+             f"dtype={self.dtype!r}; choose one of ['auto', 'bfloat16', 'float16', 'float32']"),
+            (self.rescore or bool(self.models), "models is empty; give at least one model path or hub name"),
+            (bool(self.benchmarks) or self.rescore, "benchmarks is empty; give preset names or NAME=PATH specs"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if not self.rescore:
+            self.model_specs()
+            self.benchmark_specs()
+            if self.backend == "vllm":
+                resolve_backend("vllm")
+        if self.temperature == 0:
+            logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
+
+    def model_specs(self) -> list[tuple[str, str]]:
+        """(label, path) per model; labels are unique file-name-safe strings."""
+        specs = [model_label(spec) for spec in self.models]
+        labels = [label for label, _ in specs]
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ValueError(f"models {self.models} give the same label {dupes}; name them LABEL=PATH")
+        return specs
+
+    def benchmark_specs(self) -> list[Benchmark]:
+        benches = [parse_benchmark(spec, self.data_dir) for spec in self.benchmarks]
+        names = [b.name for b in benches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmarks {self.benchmarks} repeat a name; give each a distinct NAME=")
+        return benches
+
+    def samples_for(self, bench: Benchmark) -> int:
+        return self.n_samples if self.n_samples is not None else bench.k
+
+
+def model_label(spec: str) -> tuple[str, str]:
+    """(label, path) of ``LABEL=PATH`` or ``PATH`` (label: last path part; parent_checkpoint-N)."""
+    label, eq, path = spec.partition("=")
+    if not eq:
+        path = spec
+        p = Path(spec.rstrip("/"))
+        label = f"{p.parent.name}_{p.name}" if p.name.startswith("checkpoint-") and p.parent.name else p.name
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", label.strip()) or "model"
+    path = path.strip()
+    if not path:
+        raise ValueError(f"model {spec!r}: give a path or hub name after '='")
+    local = Path(path).expanduser()
+    return label, str(local.resolve()) if local.exists() else path  # one spelling per checkpoint
+
+
+# ======================================================================================= command line
+
+_ALIASES = {"models": ["--model"], "benchmarks": ["--benchmark"], "n_samples": ["--k", "-k"]}
+_NONE = ("none", "null", "")
+
+
+def _str2bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        return None if value.lower() in _NONE else convert(value)
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
+def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+    """argparse keyword arguments for a dataclass field of EvalConfig."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if isinstance(hint, types.UnionType) or optional else hint
+    kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
+    if typing.get_origin(base) is list:
+        kwargs.update(nargs="+", metavar=f.name.upper().rstrip("S"))
+    elif base is bool:
+        kwargs.update(type=_str2bool, nargs="?", const=True, metavar="BOOL")
+    elif typing.get_origin(base) is Literal:
+        kwargs.update(choices=list(typing.get_args(base)))
+    elif typing.get_origin(base) is dict:
+        kwargs.update(type=_optional(_json_object), metavar="JSON")
+    else:
+        kwargs.update(type=_optional(base) if optional else base)
+    return kwargs
+
+
+def _summary_line() -> str:
+    """The first paragraph of the package docstring (``antisd.evaluate``), the command's description."""
+    return importlib.import_module(__package__).__doc__.split("\n\n")[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="antisd eval", description=_summary_line(),
+                                     epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="YAML file of field: value (repeatable; the command line wins)")
+    hints = typing.get_type_hints(EvalConfig)
+    for f in dataclasses.fields(EvalConfig):
+        flags = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]))
+        parser.add_argument(*flags, **_argument(f, hints[f.name]))
+    defaults = EvalConfig.__dataclass_fields__
+    parser.set_defaults(**{name: (fl.default_factory() if fl.default_factory is not dataclasses.MISSING else fl.default)
+                           for name, fl in defaults.items()})
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> EvalConfig:
+    """EvalConfig from ``--config`` YAML files and flags (flags win). Raises EvalError on bad input."""
+    import yaml
+
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    for file in pre.config:
+        try:
+            data = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise EvalError(f"config file {file!r}: {' '.join(str(e).split())}") from None
+        if not isinstance(data, dict) or set(data) - names - {"version"}:
+            bad = sorted(set(data) - names - {"version"}) if isinstance(data, dict) else data
+            raise EvalError(f"config file {file!r}: unknown keys {bad}; valid: {sorted(names)}")
+        data.pop("version", None)
+        for name in ("models", "benchmarks"):
+            if isinstance(data.get(name), str):
+                data[name] = [data[name]]
+        parser.set_defaults(**data)
+    args = vars(parser.parse_args(argv))
+    args.pop("config")
+    try:
+        return EvalConfig(**args)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, EvalError):
+            raise
+        raise EvalError(str(e)) from None

@@ -1,0 +1,140 @@
+"""Results files: scoring completions, the per-sample JSONL files, their settings fingerprint, re-scoring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from antisd.evaluate.benchmarks import Benchmark, EvalError
+from antisd.rewards import Outcome, check_answer, extract_answer
+
+if TYPE_CHECKING:
+    from antisd.evaluate.config import EvalConfig
+
+logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
+
+RESULTS_VERSION = 1
+
+
+def score_completion(completion: str, answer: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Extracted answer, how it was found, the verifier's outcome and correct (bool). Never raises."""
+    pred, how = extract_answer(completion)
+    outcome = check_answer(completion, answer, timeout_s=timeout_s)
+    return {"extracted_answer": pred, "extraction": how, "outcome": outcome.value, "correct": outcome is Outcome.CORRECT}
+
+
+def check_gold(answer: str, timeout_s: float = 5.0) -> str:
+    """"ok" when math-verify parses the reference answer and accepts it boxed as itself;
+    "gold_unparseable" when it does not parse (every sample then scores 0);
+    "self_check_<outcome>" when it parses but does not verify against itself."""
+    if check_answer("\\boxed{0}", answer, timeout_s=timeout_s) is Outcome.GOLD_UNPARSEABLE:
+        return "gold_unparseable"
+    itself = check_answer(f"\\boxed{{{answer}}}", answer, timeout_s=timeout_s)
+    return "ok" if itself is Outcome.CORRECT else f"self_check_{itself.value}"
+
+
+def results_path(output_dir: str | Path, model: str, benchmark: str) -> Path:
+    return Path(output_dir) / "samples" / f"{model}__{benchmark}.jsonl"
+
+
+def meta_path(results: Path) -> Path:
+    return results.with_name(results.name.removesuffix(".jsonl") + ".config.json")
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a results file; a partial last line (a crash mid-write) or a bad line is skipped."""
+    return _read_records(path)[0]
+
+
+def _read_records(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    records, bad = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict) and {"problem_id", "sample_index", "correct"} <= record.keys():
+                records.append(record)
+            elif line.strip():
+                bad += 1
+    if bad:
+        logger.warning("%s: skipped %d unreadable line(s) (an interrupted write?)", path, bad)
+    return records, bad
+
+
+def complete_problems(records: Iterable[Mapping[str, Any]], k: int) -> dict[str, list[Mapping[str, Any]]]:
+    """problem_id -> its k records in sample order, for problems with exactly samples 0..k-1."""
+    by_problem: dict[str, dict[int, Mapping[str, Any]]] = defaultdict(dict)
+    for record in records:
+        by_problem[str(record["problem_id"])][int(record["sample_index"])] = record
+    return {pid: [s[i] for i in range(k)] for pid, s in by_problem.items() if set(s) == set(range(k))}
+
+
+def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Replace `path` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def fingerprint(cfg: EvalConfig, label: str, model_path: str, bench: Benchmark) -> dict[str, Any]:
+    """The settings that change which samples a results file holds; a rerun must match them."""
+    fp = {"version": RESULTS_VERSION, "model": label, "model_path": model_path, "benchmark": bench.name,
+          "source": bench.source, "split": bench.split, "config": bench.config,
+          "problem_column": bench.problem_column, "answer_column": bench.answer_column, "id_column": bench.id_column,
+          "answer_format": bench.answer_format, "n_samples": cfg.samples_for(bench), "temperature": cfg.temperature,
+          "top_p": cfg.top_p, "top_k": cfg.top_k, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+          "prompt_format": cfg.prompt_format, "system_prompt": cfg.system_prompt if cfg.prompt_format == "chat" else None,
+          "chat_template_kwargs": cfg.chat_template_kwargs}
+    return json.loads(json.dumps(fp))
+
+
+def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recorded: Mapping[str, Any]) -> None:
+    """Check (or write) the fingerprint beside `path`; raise EvalError naming differing fields."""
+    meta = meta_path(path)
+    if overwrite:
+        for p in (path, meta):
+            p.unlink(missing_ok=True)
+    if meta.exists():
+        old = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
+        diffs = [f"{key}: {old.get(key)!r} -> {value!r}" for key, value in fp.items() if old.get(key) != value]
+        if diffs:
+            raise EvalError(f"{path} holds samples drawn with other settings ({'; '.join(diffs)}); "
+                            "pass --overwrite to discard them or use another --output_dir")
+        return
+    if path.exists():
+        raise EvalError(f"{path} exists without its settings file {meta.name}; pass --overwrite to discard it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n", encoding="utf-8")
+
+
+def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = True) -> list[dict[str, Any]]:
+    """Re-score stored completions (a results file, or every ``*.jsonl`` in a folder or in its
+    ``samples/``) with the current extraction and verifier; rewrite the files when `write`."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted((path / "samples" if (path / "samples").is_dir() else path).glob("*.jsonl"))
+    if not files:
+        raise EvalError(f"no results files (*.jsonl) at {path}")
+    out: list[dict[str, Any]] = []
+    gold_cache: dict[str, str] = {}
+    for file in files:
+        records = read_records(file)
+        for record in records:
+            answer = str(record["answer"])
+            if answer not in gold_cache:
+                gold_cache[answer] = check_gold(answer, timeout_s)
+            record.update(score_completion(str(record.get("completion") or ""), answer, timeout_s),
+                          gold_check=gold_cache[answer])
+        if write:
+            _write_jsonl(file, records)
+        logger.info("Re-scored %d samples in %s", len(records), file)
+        out.extend(records)
+    return out
