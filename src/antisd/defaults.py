@@ -4,7 +4,7 @@
 ``recipes/toy/antisd.yaml``; a test keeps them equal). Two built-in names make the toy world
 usable from any config:
 
-    model_name_or_path: toyworld        the cached toy base policy (built on first use, ~8 min;
+    model_name_or_path: toyworld        the cached toy base policy (built on first use, ~4 min on 2 idle cores;
                         toyworld:tiny   a seconds-long one for smoke tests)
     dataset_name:       toyworld        fresh training problems of the toy task families, written
                                         once to the cache as JSONL (id, problem, answer, solution)
