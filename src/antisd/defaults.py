@@ -12,7 +12,7 @@ usable from any config:
 After training on the toy world, the run's held-out accuracy (and the base policy's, from its
 build) goes into ``report.md`` next to the curves.
 
-CPU:  antisd train                      (14 min on 2 idle cores once the base policy is cached)
+CPU:  antisd train                      (14-16 min on 2 idle cores once the base policy is cached)
       antisd train --method grpo --output_dir runs/toy-grpo
 GPU:  the same; nothing here needs one.
 """
