@@ -10,10 +10,10 @@ CPU:  python benchmarks/toy_compare.py --out runs/compare            (defaults b
       python benchmarks/toy_compare.py --out runs/compare --jobs 2   (2 runs at a time, 1 thread each:
                                                   ~1.5x the throughput of one 2-thread run on 2 cores)
       python benchmarks/toy_compare.py --steps 30 --seeds 0 1 2 --base tiny   (smoke)
+GPU:  the same; the toy world is CPU-sized.
 
 Runs already in ``OUT/compare.json`` are skipped, so an interrupted benchmark resumes where it
 stopped and extra seeds can be added later.
-GPU:  the same; the toy world is CPU-sized.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from antisd.cli import ModelArgs, build_train_args, run_train, train_inputs
-from antisd.defaults import default_train_argv, evaluate_toy_policy
+from antisd.cli import build_train_args, run_train, train_inputs
+from antisd.defaults import TOY_TRAIN, default_train_argv, evaluate_toy_policy, resolve_builtins
 
 logger = logging.getLogger("toy_compare")
 
@@ -72,23 +72,22 @@ def run_one(method: str, seed: int, a) -> dict:
     out = Path(a.out) / f"{method}-s{seed}"
     argv = default_train_argv() + METHODS[method] + [
         "--model_name_or_path", f"toyworld:{a.base}", "--seed", str(seed), "--max_steps", str(a.steps),
-        "--per_device_train_batch_size", str(a.problems * 8), "--output_dir", str(out), "--save_strategy", "no",
+        "--per_device_train_batch_size", str(a.problems * TOY_TRAIN["num_generations"]), "--output_dir", str(out), "--save_strategy", "no",
         "--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true",
     ]
     model_args, data_cfg, reward_args, config = build_train_args(train_inputs(argv))
-    from antisd.defaults import resolve_builtins
-
     model_args, data_cfg = resolve_builtins(model_args, data_cfg)
     cb = HeldoutEval(model_args.model_name_or_path, a.eval_every, a.eval_n, config.max_completion_length)
     t0 = time.time()
     trainer = run_train(model_args, data_cfg, config, reward_args, callbacks=[cb], report=False)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     tail = logs[-max(1, len(logs) // 5):]
+    gate_on = [h["gate/on"] for h in logs if "gate/on" in h]
     return {
         "method": method, "seed": seed, "curve": cb.curve, "seconds": time.time() - t0,
         "train_len": statistics.fmean(h["completions/mean_length"] for h in tail),
         "delib": statistics.fmean(h.get("deliberation/token_frac", math.nan) for h in tail),
-        "gate_on": statistics.fmean(h["gate/on"] for h in logs if "gate/on" in h) if any("gate/on" in h for h in logs) else math.nan,
+        "gate_on": statistics.fmean(gate_on) if gate_on else math.nan,
     }
 
 
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=100, help="RL steps per run (same for every method)")
-    ap.add_argument("--problems", type=int, default=8, help="problems per step (x 8 rollouts)")
+    ap.add_argument("--problems", type=int, default=8, help="problems per step (x num_generations of the default, 8)")
     ap.add_argument("--eval_every", type=int, default=20)
     ap.add_argument("--eval_n", type=int, default=512, help="held-out problems per evaluation")
     ap.add_argument("--base", default="default", help="toy base-policy recipe: default or tiny")
@@ -220,8 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared with the parent
         with ProcessPoolExecutor(a.jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(run_one, m, seed, a): (m, seed) for m, seed in todo}
-            for fut in as_completed(futures):
+            for fut in as_completed([pool.submit(run_one, m, seed, a) for m, seed in todo]):
                 record(fut.result())
     selected = [r for r in results if r["method"] in a.methods and r["seed"] in a.seeds]
     md, summary = table(selected)
