@@ -133,10 +133,12 @@ def resolve_builtins(model_args, data_cfg):
 
 
 def evaluate_toy_policy(model, tokenizer, base_policy_path: str | Path, *, max_new_tokens: int = 96,
-                        n: int | None = None) -> dict[str, float]:
-    """Held-out accuracy of ``model`` on the same problems the base policy was scored on."""
+                        n: int | None = None, samples_out: list[dict] | None = None) -> dict[str, float]:
+    """Held-out accuracy of ``model`` on the same problems the base policy was scored on
+    (``samples_out``: see ``antisd.toyworld.evaluate.evaluate_accuracy``)."""
     from antisd.toyworld.base_policy import EVAL_SEED, ToyBaseConfig, heldout_rows, load_build_info
     from antisd.toyworld.evaluate import evaluate_accuracy
 
     cfg = ToyBaseConfig.from_dict(load_build_info(base_policy_path)["recipe"])
-    return evaluate_accuracy(model, tokenizer, heldout_rows(cfg, n), max_new_tokens=max_new_tokens, seed=EVAL_SEED)
+    return evaluate_accuracy(model, tokenizer, heldout_rows(cfg, n), max_new_tokens=max_new_tokens, seed=EVAL_SEED,
+                             samples_out=samples_out)

@@ -51,6 +51,8 @@ from antisd.signals import compose_advantages, pmi, token_signal
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "antisd_state.json"
+FORK_QUANTILE = 0.2  # "fork" tokens: the top 20% of scored tokens by student entropy (the 80/20 split of
+# high-entropy minority tokens in reasoning RL)
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,18 +247,21 @@ class AntiSDTrainer(GRPOTrainer):
             output["antisd_ctx_mask"] = ctx_mask
             output["antisd_lambda"] = torch.tensor(float(lam))
             return output
-        output["advantages"] = self._compose(output["advantages"], t_logps, s_logps, ctx_mask, token_mask, lam)
+        output["advantages"] = self._compose(output["advantages"], t_logps, s_logps, ctx_mask, token_mask, lam, s_ent)
         if dump:
-            self._dump_rollouts(stash, contexts, rewards, completion_ids, token_mask, s_logps, t_logps, t_ent)
+            self._dump_rollouts(stash, contexts, rewards, completion_ids, token_mask, s_logps, t_logps, t_ent, s_ent)
         return output
 
-    def _compose(self, seq_adv, t_logps, s_logps, ctx_mask, token_mask, lam: float) -> torch.Tensor:
+    def _compose(self, seq_adv, t_logps, s_logps, ctx_mask, token_mask, lam: float, s_ent=None) -> torch.Tensor:
         """A (B, T) from A_seq (B,), teacher/student log-probs (B, T) and lambda; logs PMI metrics."""
         a = self.args
         delta = token_signal(t_logps, s_logps, a.token_signal)  # (B, T)
         delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
         adv = compose_advantages(seq_adv, delta, token_mask, lam, a.composition)  # (B, T)
-        self._log_pmi_metrics(pmi(t_logps, s_logps), delta, adv, ctx_mask, token_mask)
+        u = pmi(t_logps, s_logps)  # (B, T)
+        self._log_pmi_metrics(u, delta, adv, ctx_mask, token_mask)
+        if s_ent is not None:
+            self._log_fork_metrics(u, delta, s_ent.detach().float(), ctx_mask)
         return adv.to(seq_adv.device)
 
     # ------------------------------------------------------------------ lazy student log-probs
@@ -291,6 +296,7 @@ class AntiSDTrainer(GRPOTrainer):
             pending["advantages"] = self._compose(
                 pending["advantages"], pending["antisd_teacher_logps"], out[0].detach().float(),
                 pending["antisd_ctx_mask"], token_mask, float(pending["antisd_lambda"]),
+                None if out[1] is None else out[1].detach(),
             )
         return out
 
@@ -372,7 +378,27 @@ class AntiSDTrainer(GRPOTrainer):
         m["signal/pos_mass_frac"].append(pos / tot if math.isfinite(tot) and tot > 0 else float("nan"))
         m["adv/nonzero_token_frac"].append(self._mean_all((adv != 0).float(), token_mask.float()))
 
-    def _dump_rollouts(self, stash, contexts, rewards, completion_ids, token_mask, s, t, h) -> None:
+    def _log_fork_metrics(self, u, delta, s_ent, ctx_mask) -> None:
+        """u and delta split by the student's entropy: "fork" tokens are the positions whose student
+        entropy is in the top ``fork_quantile`` share of this process's scored tokens (the high-entropy
+        forking tokens where the continuation is decided); the rest are "nonfork"."""
+        m = self._metrics["train"]
+        keep = ctx_mask & torch.isfinite(s_ent)  # (B, T)
+        if not keep.any():
+            return
+        thr = torch.quantile(s_ent[keep], 1.0 - FORK_QUANTILE)
+        fork_mask = keep & (s_ent >= thr)  # (B, T)
+        nonfork_mask = keep & ~fork_mask  # (B, T)
+        for name, mask in (("fork", fork_mask), ("nonfork", nonfork_mask)):
+            f = mask.float()
+            m[f"{name}/pmi_mean"].append(self._mean_all(u, f))
+            m[f"{name}/signal_mean"].append(self._mean_all(delta, f))
+        tot = self._mean_all(delta.abs(), keep.float())
+        fork_mass = self._mean_all(delta.abs() * fork_mask, keep.float())
+        m["fork/signal_mass_frac"].append(fork_mass / tot if math.isfinite(tot) and tot > 0 else float("nan"))
+        m["fork/entropy_threshold"].append(float(thr))
+
+    def _dump_rollouts(self, stash, contexts, rewards, completion_ids, token_mask, s, t, h, s_ent=None) -> None:
         records = []
         for i, c in enumerate(contexts):
             n = int(token_mask[i].sum())
@@ -384,6 +410,7 @@ class AntiSDTrainer(GRPOTrainer):
                 "completion_ids": ids, "tokens": self._tokenizer.convert_ids_to_tokens(ids),
                 "student_logps": s[i][token_mask[i]].tolist()[:n], "teacher_logps": t[i][token_mask[i]].tolist()[:n],
                 "teacher_entropy": h[i][token_mask[i]].tolist()[:n],
+                "student_entropy": None if s_ent is None else s_ent[i][token_mask[i]].tolist()[:n],
             })
         records = gather_object(records) if self.accelerator.num_processes > 1 else records
         if self.accelerator.is_main_process:

@@ -80,8 +80,12 @@ def evaluate_accuracy(
     batch_size: int = 128,
     seed: int = 0,
     reward_fn: Callable[[str, str], float] | None = None,
+    samples_out: list[dict] | None = None,
 ) -> dict[str, float]:
     """Accuracy over ``rows`` (dicts with prompt, answer, family), one sample each.
+
+    ``samples_out``, when given, is extended with one dict per row (prompt, answer, completion,
+    score, strict), so that what the policy writes can be read next to the figures.
 
     Returns ``eval/accuracy``, ``eval/strict_accuracy``, ``eval/stderr``, per-family accuracies,
     ``eval/mean_tokens``, ``eval/truncated_frac`` (no eos within the budget), ``eval/n`` and
@@ -97,6 +101,9 @@ def evaluate_accuracy(
     from antisd.rewards import is_strict_format
 
     strict = [float(is_strict_format(t)) * s for t, s in zip(texts, scores)]
+    if samples_out is not None:
+        samples_out.extend({"prompt": r["prompt"], "answer": r["answer"], "completion": t, "score": s, "strict": st}
+                           for r, t, s, st in zip(rows, texts, scores, strict))
     fam: dict[str, list[float]] = defaultdict(list)
     for s, r in zip(scores, rows):
         fam[r.get("family", "all")].append(s)

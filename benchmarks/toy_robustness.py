@@ -1,0 +1,214 @@
+"""AntiSD vs GRPO on several toy base policies and seeds: robustness, mechanism, guards (issue 15).
+
+Every run is the main job's budget (400 steps x 16 problems x 8 rollouts, ``antisd.defaults``)
+with one *arm* (method / guard settings) on one *base policy* (a toy recipe, e.g. another SFT
+seed) and one RL seed. Held-out accuracy is measured on the base policy's held-out problems every
+``--eval_every`` steps (``--eval_n`` problems, one sample each; the global RNG is untouched) and
+on ``--big_eval_n`` problems at the steps in ``--big_eval_steps`` (their completions are kept, to
+read what the policy writes). Rollouts with per-token s, t, u and both entropies are dumped every
+``--dump_every`` generation batches. The pre-stated analysis is ``benchmarks/toy_robustness_report.py``.
+
+Chunked and resumable: each run writes ``checkpoint-N`` every ``--save_steps`` steps and
+``result.json`` when it ends; a rerun skips finished runs and resumes the others from their newest
+complete checkpoint (``antisd.trainer.last_complete_checkpoint``), keeping the held-out curve up
+to that step. One torch thread per run; ``--jobs`` runs at a time.
+
+    python benchmarks/toy_robustness.py --out runs/robust --bases A=default B=default:seed=1 \\
+        --arms grpo antisd --seeds 0 1 2 3 4 --jobs 2
+    python benchmarks/toy_robustness.py --out runs/robust --bases A=default --arms antisd_from_grpo200 --seeds 0 1 2
+
+A base spec is ``NAME=RECIPE[:field=value,...]`` (``antisd.toyworld.recipe``; ``privileged_style``
+is accepted as a field). ``antisd_from_grpo200`` is the continual arm: the GRPO run's
+checkpoint-200 of the same base and seed, then AntiSD with a fresh gate warm-up up to step 300.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+logger = logging.getLogger("toy_robustness")
+
+# arm -> extra `antisd train` flags on top of the built-in default (canonical AntiSD)
+ARMS: dict[str, list[str]] = {
+    "grpo": ["--method", "grpo"],
+    "antisd": ["--method", "antisd"],
+    "antisd_nogate": ["--method", "antisd", "--gate", "none"],
+    "sd": ["--method", "sd"],
+}
+CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, ["--method", "antisd", "--reset_gate_on_resume", "true"])}
+
+
+def parse_base(spec: str) -> tuple[str, str, dict]:
+    """``NAME=RECIPE[:k=v,...]`` -> (name, recipe, overrides)."""
+    name, _, rest = spec.partition("=")
+    if not rest:
+        raise SystemExit(f"--bases {spec!r}: expected NAME=RECIPE[:field=value,...]")
+    recipe_name, _, kvs = rest.partition(":")
+    overrides: dict = {}
+    for kv in filter(None, kvs.split(",")):
+        k, _, v = kv.partition("=")
+        overrides[k] = v if k == "privileged_style" else (float(v) if "." in v else int(v))
+    return name, recipe_name, overrides
+
+
+def base_path(spec: str) -> str:
+    from antisd.toyworld import ensure_base_policy, recipe
+
+    _, recipe_name, overrides = parse_base(spec)
+    style = overrides.pop("privileged_style", None)
+    return str(ensure_base_policy(recipe(recipe_name, privileged_style=style, **overrides)))
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
+    import torch
+    from transformers import TrainerCallback
+
+    from antisd.defaults import evaluate_toy_policy
+
+    curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
+    curve = json.loads(curve_path.read_text()) if curve_path.exists() else []
+    curve = [p for p in curve if p["step"] <= resumed_step]
+    samples = json.loads(samples_path.read_text()) if samples_path.exists() else {}
+    samples = {k: v for k, v in samples.items() if int(k) <= resumed_step}
+
+    class HeldoutEval(TrainerCallback):
+        def _eval(self, step: int, model, tok) -> None:
+            for n, kind in ((a.eval_n, "acc"), (a.big_eval_n, "big")):
+                if kind == "big" and step not in a.big_eval_steps:
+                    continue
+                if any(p["step"] == step and p["kind"] == kind for p in curve):
+                    continue
+                kept: list[dict] = []
+                with torch.random.fork_rng(devices=[]):  # the evaluation never moves training's RNG
+                    ev = evaluate_toy_policy(model, tok, base, max_new_tokens=a.max_new_tokens, n=n,
+                                             samples_out=kept if kind == "big" else None)
+                curve.append({"step": step, "kind": kind, "n": n, "acc": ev["eval/accuracy"],
+                              "strict": ev["eval/strict_accuracy"], "len": ev["eval/mean_tokens"],
+                              "truncated": ev["eval/truncated_frac"]})
+                if kept:
+                    samples[str(step)] = kept[:64]
+                    _write_json(samples_path, samples)
+                _write_json(curve_path, curve)
+                logger.info("%s step %d: held-out %s %.3f (n=%d, strict %.3f, %.1f tokens)", run_dir.name, step, kind,
+                            ev["eval/accuracy"], n, ev["eval/strict_accuracy"], ev["eval/mean_tokens"])
+
+        def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+            self._eval(state.global_step, model, processing_class)
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+            if state.global_step % a.eval_every == 0 or state.global_step in a.big_eval_steps:
+                self._eval(state.global_step, model, processing_class)
+
+    return HeldoutEval(), curve
+
+
+def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
+    from antisd.cli import build_train_args, run_train, train_inputs
+    from antisd.defaults import TOY_TRAIN, default_train_argv, resolve_builtins
+    from antisd.trainer import last_complete_checkpoint
+
+    base_name = base_spec.partition("=")[0]
+    run_dir = Path(a.out) / base_name / f"{arm}-s{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = base_path(base_spec)
+    max_steps = a.steps
+    extra = list(ARMS[arm]) if arm in ARMS else list(CONTINUAL[arm][2])
+    resume = last_complete_checkpoint(run_dir)
+    if resume is None and arm in CONTINUAL:
+        src_arm, src_step, _ = CONTINUAL[arm]
+        resume = str(Path(a.out) / base_name / f"{src_arm}-s{seed}" / f"checkpoint-{src_step}")
+        if not Path(resume).exists():
+            raise FileNotFoundError(f"{arm} needs {resume} (run {src_arm} with seed {seed} on base {base_name} first)")
+        max_steps = src_step + a.continual_steps
+    elif arm in CONTINUAL:
+        max_steps = CONTINUAL[arm][1] + a.continual_steps
+    resumed_step = int(Path(resume).name.split("-")[-1]) if resume else 0
+    argv = default_train_argv() + extra + [
+        "--model_name_or_path", base, "--seed", str(seed), "--max_steps", str(max_steps),
+        "--per_device_train_batch_size", str(a.problems * TOY_TRAIN["num_generations"]),
+        "--output_dir", str(run_dir), "--save_strategy", "steps", "--save_steps", str(a.save_steps),
+        "--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true",
+        "--dump_rollouts_every", str(a.dump_every),
+    ] + (["--resume_from_checkpoint", resume] if resume else []) + list(a.extra)
+    model_args, data_cfg, reward_args, config = build_train_args(train_inputs(argv))
+    model_args, data_cfg = resolve_builtins(model_args, data_cfg)
+    cb, curve = make_eval_callback(run_dir, base, a, resumed_step)
+    logger.info("=== %s/%s seed %d: base %s, %s ===", base_name, arm, seed, base,
+                f"resuming from {resume}" if resume else "fresh")
+    t0 = time.time()
+    trainer = run_train(model_args, data_cfg, config, reward_args, callbacks=[cb], report=False)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    _write_json(run_dir / "log_history.json", logs)
+    result = {"base": base_name, "base_spec": base_spec, "base_path": base, "arm": arm, "seed": seed,
+              "steps": max_steps, "curve": curve, "seconds_this_session": time.time() - t0,
+              "resumed_from": resume, "argv": argv}
+    _write_json(run_dir / "result.json", result)
+    return result
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    if sys.platform == "linux":  # die with the parent
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d]: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/robust")
+    ap.add_argument("--bases", nargs="+", default=["A=default"], help="NAME=RECIPE[:field=value,...]")
+    ap.add_argument("--arms", nargs="+", default=["grpo", "antisd"], choices=[*ARMS, *CONTINUAL])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--problems", type=int, default=16, help="problems per step (x 8 rollouts)")
+    ap.add_argument("--continual_steps", type=int, default=100)
+    ap.add_argument("--eval_every", type=int, default=25)
+    ap.add_argument("--eval_n", type=int, default=512)
+    ap.add_argument("--big_eval_n", type=int, default=2048)
+    ap.add_argument("--big_eval_steps", nargs="*", type=int, default=[0, 200, 300, 400])
+    ap.add_argument("--max_new_tokens", type=int, default=96)
+    ap.add_argument("--save_steps", type=int, default=50)
+    ap.add_argument("--dump_every", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further antisd train flags for every run")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    todo = [(b, arm, s) for s in a.seeds for b in a.bases for arm in a.arms
+            if not (Path(a.out) / b.partition("=")[0] / f"{arm}-s{s}" / "result.json").exists()]
+    logger.info("%d runs to do, %d at a time", len(todo), a.jobs)
+    for b in a.bases:  # build (or find) the bases once, before the workers start
+        logger.info("base %s: %s", b, base_path(b))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(a.jobs, mp_context=ctx, initializer=_init_worker, initargs=(a.threads,)) as pool:
+        futs = {pool.submit(run_one, b, arm, s, a): (b, arm, s) for b, arm, s in todo}
+        for fut in as_completed(futs):
+            b, arm, s = futs[fut]
+            try:
+                r = fut.result()
+                logger.info("=== done %s %s seed %d: final %s ===", b, arm, s, r["curve"][-1] if r["curve"] else None)
+            except Exception:  # keep the other runs going; the failed one resumes on the next call
+                logger.exception("run %s %s seed %d failed", b, arm, s)
+
+
+if __name__ == "__main__":
+    main()
