@@ -8,12 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from antisd.gate import EntropyGate, NoGate, PerplexityGate, SchmittGate, gate_kinds, make_gate
+from antisd.gate import SchmittGate, gate_kinds, gate_statistic, make_gate
 
 
-def reference_gate(stats, warmup=5, down=0.93, up=1.0, lam=0.5, direction="below"):
-    """Independent plain-loop statement of METHOD.md's rules."""
-    out, warm, ref, on = [], [], None, False
+def EntropyGate(**params):
+    return make_gate("teacher_entropy", **params)
+
+
+def PerplexityGate(**params):
+    return make_gate("student_perplexity", **params)
+
+
+def reference_gate(stats, warmup=5, down=0.93, up=1.0, lam=0.5, direction="below", ceiling=None):
+    """Independent plain-loop statement of docs/method.md's rules (Eq. 7; the ceiling of Eq. 9)."""
+    out, warm, ref, on, left_high = [], [], None, False, False
     for h in stats:
         if not math.isfinite(h):
             out.append(lam if on else 0.0)
@@ -27,7 +35,11 @@ def reference_gate(stats, warmup=5, down=0.93, up=1.0, lam=0.5, direction="below
         if direction == "below":
             if on and h < down * ref:
                 on = False
-            elif not on and h >= up * ref:
+            elif on and ceiling is not None and h > ceiling * ref:
+                on, left_high = False, True
+            elif not on and left_high and h <= ref / up:
+                on, left_high = True, False
+            elif not on and not left_high and h >= up * ref:
                 on = True
         else:
             if on and h > ref / down:
@@ -93,7 +105,7 @@ def test_perplexity_gate_turns_off_when_perplexity_rises():
 def test_no_gate_is_always_lambda_max():
     g = make_gate("none", lambda_max=0.3)
     assert [g.update(h) for h in (1.0, float("nan"), 0.0, 5.0)] == [0.3] * 4
-    assert isinstance(g, NoGate) and g.on
+    assert g.kind == "none" and g.on
 
 
 @settings(max_examples=200, deadline=None)
@@ -150,7 +162,7 @@ def test_reset_starts_a_fresh_warmup():
 )
 def test_bad_parameters_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        EntropyGate(**kwargs)
+        SchmittGate(**kwargs)
 
 
 def test_unknown_gate_lists_valid_gates():
@@ -166,3 +178,57 @@ def test_metrics_are_finite_or_nan_and_namespaced():
     g.update(2.0)
     assert g.metrics()["gate/reference"] == 2.0
     assert g.metrics()["gate/off_threshold"] == pytest.approx(1.86)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.floats(0.0, 5.0), st.just(float("nan"))), min_size=0, max_size=40),
+    st.integers(1, 6),
+    st.floats(0.5, 1.0),
+    st.floats(1.01, 3.0),
+)
+def test_two_sided_gate_matches_plain_loop_reference(stats, warmup, down, ceiling):
+    g = SchmittGate(warmup_steps=warmup, down_ratio=down, up_ratio=1.0, ceiling_ratio=ceiling)
+    got = [g.update(h) for h in stats]
+    assert got == reference_gate(stats, warmup, down, 1.0, 0.5, "below", ceiling)
+
+
+def test_two_sided_gate_turns_off_when_entropy_rises_and_back_on_at_h_warm():
+    g = make_gate("teacher_entropy", warmup_steps=1, ceiling_ratio=1.5)
+    assert g.update(1.0) == 0.0  # warm-up: H_warm = 1.0
+    assert g.update(1.4) == 0.5  # inside [0.93, 1.5]
+    assert g.update(1.6) == 0.0  # above the ceiling
+    assert g.metrics()["gate/off_high"] == 1.0
+    assert g.update(1.2) == 0.0  # still above H_warm: stays off (hysteresis)
+    assert g.update(1.0) == 0.5  # back at H_warm
+    assert g.update(0.9) == 0.0  # the canonical lower edge still applies
+
+
+def test_two_sided_gate_resumes_exactly_and_refuses_a_one_sided_state():
+    rng = random.Random(1)
+    stats = [rng.uniform(0.5, 2.0) for _ in range(50)]
+    full = make_gate("teacher_entropy", ceiling_ratio=1.2)
+    expected = [full.update(h) for h in stats]
+    for cut in (0, 5, 17, 33):
+        first = make_gate("teacher_entropy", ceiling_ratio=1.2)
+        got = [first.update(h) for h in stats[:cut]]
+        resumed = make_gate("teacher_entropy", ceiling_ratio=1.2)
+        resumed.load_state_dict(first.state_dict())
+        assert got + [resumed.update(h) for h in stats[cut:]] == expected
+    with pytest.raises(ValueError, match="ceiling_ratio: checkpoint=None config=1.2"):
+        make_gate("teacher_entropy", ceiling_ratio=1.2).load_state_dict(make_gate("teacher_entropy").state_dict())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(direction="above", ceiling_ratio=1.5), "direction='below'"),
+    (dict(ceiling_ratio=0.99), "ceiling_ratio=0.99 must be above"),
+])
+def test_bad_ceiling_names_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SchmittGate(**kwargs)
+
+
+def test_gate_kinds_carry_their_statistic():
+    assert gate_statistic("teacher_entropy") == "teacher_entropy"
+    assert gate_statistic("student_perplexity") == "student_perplexity"
+    assert gate_statistic("none") is None

@@ -53,6 +53,9 @@ ABLATIONS = {
     "gate_0.90": dict(method="antisd", gate_down_ratio=0.90),
     "multiplicative": dict(method="antisd", composition="multiplicative"),
     "ppl_gate": dict(method="antisd", gate="student_perplexity"),
+    "two_sided_gate": dict(method="antisd", gate_ceiling_ratio=1.0 / 0.93),
+    "sequence_centering": dict(method="antisd", token_term_centering="sequence"),
+    "batch_cap": dict(method="antisd", token_term_centering="batch_cap"),
 }
 
 
@@ -173,13 +176,14 @@ def test_config_errors_name_the_field():
     assert (c.token_signal, c.gate) == ("sd", "none")
 
 
-def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("centering", ["none", "sequence"])
+def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_path, centering):
     """reuse_loss_logps (no extra student forward) gives the same training as the eager path."""
     keys = ["loss", "grad_norm", "pmi/mean", "signal/mean", "gate/lambda", "student/perplexity"]
     runs = {}
     for lazy in (True, False):
         tr = make_trainer(tiny_model_path, tmp_path / str(lazy), method="antisd", gate="none", max_steps=3,
-                          reuse_loss_logps=lazy)
+                          reuse_loss_logps=lazy, token_term_centering=centering)
         calls = []
         orig = tr._student_pass
         tr._student_pass = lambda out, _o=orig: calls.append(1) or _o(out)

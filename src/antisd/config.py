@@ -28,8 +28,8 @@ from antisd.context import (
     SOURCES,
     ContextConfig,
 )
-from antisd.gate import gate_kinds
-from antisd.signals import composition_modes, signal_kinds
+from antisd.gate import gate_kinds, get_gate_kind
+from antisd.signals import centering_modes, composition_modes, signal_kinds
 
 METHODS = ("grpo", "sd", "antisd")
 DEFAULT_SIGNAL = {"sd": "sd", "antisd": "antisd"}
@@ -75,6 +75,18 @@ class AntiSDConfig(GRPOConfig):
         default="mean",
         metadata={"help": "Per-step statistic over all response tokens: mean (project default) or median.",
                   "choices": ["mean", "median"]},
+    )
+    gate_ceiling_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Two-sided gate (project guard, docs/method.md Eq. 9): the teacher-entropy gate also turns "
+                          "off when the entropy rises above ceiling_ratio*H_warm, and back on at H_warm/up_ratio. "
+                          "None: the paper's one-sided gate."},
+    )
+    token_term_centering: str = field(
+        default="none",
+        metadata={"help": "Guard on the token term before composition (docs/method.md Eq. 10-11): none (the paper), "
+                          "sequence (zero mean over each rollout's tokens: credit moves between tokens, no net "
+                          "advantage is added), batch_cap (the batch mean of the token term is at most 0)."},
     )
     reset_gate_on_resume: bool = field(
         default=False,
@@ -147,6 +159,14 @@ class AntiSDConfig(GRPOConfig):
             self.gate = DEFAULT_GATE[self.method]
         if self.gate is not None and self.gate not in gate_kinds():
             raise _choice_error("gate", self.gate, gate_kinds())
+        if self.token_term_centering not in centering_modes():
+            raise _choice_error("token_term_centering", self.token_term_centering, centering_modes())
+        if self.gate_ceiling_ratio is not None and self.gate is not None and get_gate_kind(self.gate).direction != "below":
+            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} applies to the teacher_entropy gate, not "
+                             f"gate={self.gate!r}")
+        if self.gate_ceiling_ratio is not None and not self.gate_ceiling_ratio > 1.0 / self.gate_up_ratio:
+            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} must be above 1/gate_up_ratio="
+                             f"{1.0 / self.gate_up_ratio:.4g} (the gate turns back on at H_warm/up_ratio)")
         if self.composition not in composition_modes():
             raise _choice_error("composition", self.composition, composition_modes())
         if self.gate_statistic not in ("mean", "median"):
@@ -199,4 +219,5 @@ class AntiSDConfig(GRPOConfig):
             "down_ratio": self.gate_down_ratio,
             "up_ratio": self.gate_up_ratio,
             "lambda_max": self.lambda_max,
+            "ceiling_ratio": self.gate_ceiling_ratio,
         }

@@ -23,6 +23,13 @@ Composition registry (``mode`` -> A_{i,t}):
     "additive"        A_i^seq + lam * delta_{i,t}           (canonical; lam=0.5, delta=-phi(u))
     "multiplicative"  A_i^seq * (1 + lam * delta_{i,t})     (project choice for the ablation)
 
+Token-term centering registry (``mode`` -> delta'; project additions, the "guards" of
+docs/method.md Eq. 10-11; applied to the masked token term before composition):
+
+    "none"        delta                                              (the paper)
+    "sequence"    delta_{i,t} - mean_{s in M_i} delta_{i,s}         per-rollout zero mean
+    "batch_cap"   delta - max(0, mean_{(i,s) in M} delta_{i,s})      batch mean at most 0
+
 Everything here is pure torch: no TRL, no I/O, no logging. Inputs may be float32 or bfloat16;
 all arithmetic is done in float32 and float32 is returned.
 """
@@ -42,8 +49,11 @@ ANTISD_SIGNAL_MAX = 0.5 * LOG2
 SignalFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ComposeFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
+CenterFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 _SIGNALS: dict[str, SignalFn] = {}
 _COMPOSITIONS: dict[str, ComposeFn] = {}
+_CENTERINGS: dict[str, CenterFn] = {}
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:
@@ -92,6 +102,23 @@ def register_composition(name: str) -> Callable[[ComposeFn], ComposeFn]:
         return fn
 
     return deco
+
+
+def register_centering(name: str) -> Callable[[CenterFn], CenterFn]:
+    """Register a token-term centering ``(delta (B, T), mask (B, T) bool) -> (B, T)`` under ``name``."""
+
+    def deco(fn: CenterFn) -> CenterFn:
+        if name in _CENTERINGS:
+            raise ValueError(f"token-term centering {name!r} is already registered")
+        _CENTERINGS[name] = fn
+        return fn
+
+    return deco
+
+
+def centering_modes() -> list[str]:
+    """Sorted names of the registered token-term centerings."""
+    return sorted(_CENTERINGS)
 
 
 def signal_kinds() -> list[str]:
@@ -187,3 +214,45 @@ def compose_advantages(
     delta = torch.where(keep_mask, delta, torch.zeros_like(delta))  # (B, T)
     adv = _COMPOSITIONS[mode](_f32(seq_adv).unsqueeze(1), delta, lam)  # (B, T)
     return torch.where(keep_mask, adv, torch.zeros_like(adv))
+
+
+@register_centering("none")
+def _center_none(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: the token term as it is (the paper's AntiSD)."""
+    return delta
+
+
+@register_centering("sequence")
+def _center_sequence(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: delta_{i,t} - mean over the rollout's masked tokens; the token term then adds no net
+    advantage to any rollout, it only moves credit between its tokens. Rows without masked tokens
+    are returned as they are."""
+    w = mask.to(delta.dtype)  # (B, T)
+    n = w.sum(dim=1, keepdim=True)  # (B, 1)
+    mean = (delta * w).sum(dim=1, keepdim=True) / n.clamp(min=1.0)  # (B, 1)
+    return delta - mean
+
+
+@register_centering("batch_cap")
+def _center_batch_cap(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 11: delta - max(0, mean over the batch's masked tokens): the token term's batch mean is
+    at most 0 (a net positive push is removed, a net negative one is kept)."""
+    w = mask.to(delta.dtype)  # (B, T)
+    n = w.sum()
+    if n == 0:
+        return delta
+    return delta - ((delta * w).sum() / n).clamp(min=0.0)
+
+
+def center_token_term(delta: torch.Tensor, mask: torch.Tensor, mode: str = "none") -> torch.Tensor:
+    """delta (B, T), mask (B, T) bool -> centred delta (B, T), 0 outside ``mask``. See the registry above."""
+    try:
+        fn = _CENTERINGS[mode]
+    except KeyError:
+        raise ValueError(f"unknown token-term centering={mode!r}; valid: {centering_modes()}") from None
+    if mask.shape != delta.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} != delta shape {tuple(delta.shape)}")
+    keep_mask = mask.to(torch.bool)  # (B, T)
+    delta = torch.where(keep_mask, _f32(delta), torch.zeros((), dtype=torch.float32, device=delta.device))
+    out = fn(delta, keep_mask)  # (B, T)
+    return torch.where(keep_mask, out, torch.zeros_like(out))

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,38 @@ from accelerate.utils import gather, gather_object
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
+from antisd.advantages import scored_token_mask, token_level_advantages, token_term_statistics
 from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
-from antisd.gate import SchmittGate, make_gate
+from antisd.gate import SchmittGate, gate_statistic, make_gate
 from antisd.logprobs import _needs_full_logits, per_token_logps_and_entropies
-from antisd.signals import compose_advantages, pmi, token_signal
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "antisd_state.json"
-FORK_QUANTILE = 0.2  # "fork" tokens: the top 20% of scored tokens by student entropy (the 80/20 split of
-# high-entropy minority tokens in reasoning RL)
+
+
+@dataclass(frozen=True)
+class PendingTokenTerm:
+    """What the lazy path carries from generation to the loss: the teacher log-probs (B, T), the
+    context mask (B, T) and lambda. It travels inside TRL's batch dict (``put``/``take``, under
+    ``KEYS``) so that TRL's buffering and gradient-accumulation split it with the other tensors."""
+
+    teacher_logps: torch.Tensor
+    ctx_mask: torch.Tensor
+    lam: float
+
+    KEYS = ("antisd_teacher_logps", "antisd_ctx_mask", "antisd_lambda")
+
+    def put(self, batch: dict) -> None:
+        batch.update(zip(self.KEYS, (self.teacher_logps, self.ctx_mask, torch.tensor(float(self.lam)))))
+
+    @classmethod
+    def take(cls, batch: dict) -> PendingTokenTerm | None:
+        if cls.KEYS[0] not in batch:
+            return None
+        t, c, lam = (batch[k] for k in cls.KEYS)
+        return cls(teacher_logps=t, ctx_mask=c, lam=float(lam))
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,64 +233,65 @@ class AntiSDTrainer(GRPOTrainer):
             return float("nan"), float("nan")
         return allv.mean().item(), allv.median().item()
 
+    def _gate_statistic(self, t_ent, ctx_mask, s_logps, token_mask) -> tuple[float, float, float]:
+        """(teacher entropy mean, median, the gate's statistic) over all processes."""
+        a = self.args
+        h_mean, h_median = self._global_stat(t_ent, ctx_mask)
+        if gate_statistic(a.gate) == "student_perplexity":
+            s_mean_nll = self._global_stat(-s_logps, token_mask)[0]
+            return h_mean, h_median, math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan")
+        # teacher_entropy, and "none" (which only records it)
+        return h_mean, h_median, h_mean if a.gate_statistic == "mean" else h_median
+
     def _apply_token_term(self, inputs, output, stash):
         a = self.args
         contexts, rewards = self._global_contexts(inputs, stash)
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
-        token_mask = completion_mask.bool()  # (B, T)
-        if "tool_mask" in output:
-            token_mask &= output["tool_mask"].bool()
+        token_mask = scored_token_mask(output)  # (B, T)
         has_ctx = torch.tensor([c.prompt is not None for c in contexts], device=token_mask.device)  # (B,)
         ctx_mask = token_mask & has_ctx[:, None]  # (B, T)
         dump = bool(a.dump_rollouts_every) and self._generation_index % a.dump_rollouts_every == 0
-        # The student log-probs are needed now only by the perplexity gate, a dump, or when the
-        # loss will not compute them (old_per_token_logps present means TRL already did).
-        eager = (not a.reuse_loss_logps or a.gate == "student_perplexity" or dump
+        # The student log-probs are needed now only by a gate on the student's perplexity, a dump,
+        # or when the loss will not compute them (old_per_token_logps present means TRL already did).
+        eager = (not a.reuse_loss_logps or gate_statistic(a.gate) == "student_perplexity" or dump
                  or output.get("old_per_token_logps") is not None)
 
         with self._teacher_eval_mode():
             t_logps, t_ent = self._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
             s_logps, s_ent = self._student_pass(output) if eager else (None, None)  # (B, T)
 
-        h_mean, h_median = self._global_stat(t_ent, ctx_mask)
-        s_mean_nll = self._global_stat(-s_logps, token_mask)[0] if s_logps is not None else float("nan")
-        if a.gate == "student_perplexity":
-            stat = math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan")
-        else:
-            stat = h_mean if a.gate_statistic == "mean" else h_median
+        h_mean, h_median, stat = self._gate_statistic(t_ent, ctx_mask, s_logps, token_mask)
         lam = self.gate.update(stat)
         self._log_gate_metrics(h_mean, h_median, stat, lam)
-        if s_logps is not None:
-            self._log_student_metrics(s_logps, s_ent, token_mask)
-
+        pending = PendingTokenTerm(teacher_logps=t_logps, ctx_mask=ctx_mask, lam=float(lam))
         if s_logps is None:
             # Lazy path: the loss's own forward supplies the student log-probs (see _compute_loss).
-            output["antisd_teacher_logps"] = t_logps
-            output["antisd_ctx_mask"] = ctx_mask
-            output["antisd_lambda"] = torch.tensor(float(lam))
+            pending.put(output)
             return output
-        output["advantages"] = self._compose(output["advantages"], t_logps, s_logps, ctx_mask, token_mask, lam, s_ent)
+        self._log_student_metrics(s_logps, s_ent, token_mask)
+        output["advantages"] = self._token_term(output["advantages"], pending, s_logps, s_ent, token_mask)
         if dump:
             self._dump_rollouts(stash, contexts, rewards, completion_ids, token_mask, s_logps, t_logps, t_ent, s_ent)
         return output
 
-    def _compose(self, seq_adv, t_logps, s_logps, ctx_mask, token_mask, lam: float, s_ent=None) -> torch.Tensor:
-        """A (B, T) from A_seq (B,), teacher/student log-probs (B, T) and lambda; logs PMI metrics."""
+    def _token_term(self, seq_adv, pending: PendingTokenTerm, s_logps, s_ent, token_mask) -> torch.Tensor:
+        """A (B, T) through the pure ``token_level_advantages`` (Eq. 4-6, 10-11); logs its statistics."""
         a = self.args
-        delta = token_signal(t_logps, s_logps, a.token_signal)  # (B, T)
-        delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
-        adv = compose_advantages(seq_adv, delta, token_mask, lam, a.composition)  # (B, T)
-        u = pmi(t_logps, s_logps)  # (B, T)
-        self._log_pmi_metrics(u, delta, adv, ctx_mask, token_mask)
-        if s_ent is not None:
-            self._log_fork_metrics(u, delta, s_ent.detach().float(), ctx_mask)
-        return adv.to(seq_adv.device)
+        term = token_level_advantages(
+            seq_adv, pending.teacher_logps, s_logps.detach().float(), token_mask=token_mask, ctx_mask=pending.ctx_mask,
+            lam=pending.lam, signal=a.token_signal, composition=a.composition, centering=a.token_term_centering,
+        )
+        stats = token_term_statistics(term, token_mask=token_mask, ctx_mask=pending.ctx_mask,
+                                      student_entropy=None if s_ent is None else s_ent.detach())
+        self._log_ratios(stats)
+        return term.advantages.to(seq_adv.device)
 
     # ------------------------------------------------------------------ lazy student log-probs
     def _compute_loss(self, model, inputs):
-        if "antisd_teacher_logps" not in inputs:
+        pending = PendingTokenTerm.take(inputs)
+        if pending is None:
             return super()._compute_loss(model, inputs)
-        self._pending_token_term = inputs
+        self._pending_token_term = (pending, inputs)
         loss = super()._compute_loss(model, inputs)
         if self._pending_token_term is not None:
             raise RuntimeError(
@@ -286,18 +309,13 @@ class AntiSDTrainer(GRPOTrainer):
             out = super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
-        pending, self._pending_token_term = self._pending_token_term, None
-        if pending is not None:
-            token_mask = pending["completion_mask"].bool()
-            if "tool_mask" in pending:
-                token_mask &= pending["tool_mask"].bool()
+        waiting, self._pending_token_term = self._pending_token_term, None
+        if waiting is not None:
+            pending, batch = waiting
+            token_mask = scored_token_mask(batch)  # (B, T)
             self._log_student_metrics(out[0], out[1], token_mask)
             # Values only: the token term is a stop-gradient advantage.
-            pending["advantages"] = self._compose(
-                pending["advantages"], pending["antisd_teacher_logps"], out[0].detach().float(),
-                pending["antisd_ctx_mask"], token_mask, float(pending["antisd_lambda"]),
-                None if out[1] is None else out[1].detach(),
-            )
+            batch["advantages"] = self._token_term(batch["advantages"], pending, out[0], out[1], token_mask)
         return out
 
     def _use_fast_logprobs(self, model, compute_aux_loss: bool, extra: dict[str, Any]) -> bool:
@@ -366,37 +384,15 @@ class AntiSDTrainer(GRPOTrainer):
             m[k].append(v)
         m["context/masked_rollout_frac"].append(fr["context/none_frac"])
 
-    def _log_pmi_metrics(self, u, delta, adv, ctx_mask, token_mask) -> None:
+    def _log_ratios(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Log numerator/denominator pairs summed over all processes (one collective for all of them)."""
+        names = list(stats)
+        local = torch.stack([torch.stack(stats[k]) for k in names]).to(self.accelerator.device)  # (K, 2)
+        if self.accelerator.num_processes > 1:
+            local = gather(local.unsqueeze(0)).view(-1, len(names), 2).sum(0)
         m = self._metrics["train"]
-        f = ctx_mask.float()
-        m["pmi/mean"].append(self._mean_all(u, f))
-        m["pmi/neg_frac"].append(self._mean_all((u < 0).float(), f))
-        m["pmi/pos_frac"].append(self._mean_all((u > 0).float(), f))
-        m["signal/mean"].append(self._mean_all(delta, f))
-        pos = self._mean_all(delta.clamp(min=0), f)
-        tot = self._mean_all(delta.abs(), f)
-        m["signal/pos_mass_frac"].append(pos / tot if math.isfinite(tot) and tot > 0 else float("nan"))
-        m["adv/nonzero_token_frac"].append(self._mean_all((adv != 0).float(), token_mask.float()))
-
-    def _log_fork_metrics(self, u, delta, s_ent, ctx_mask) -> None:
-        """u and delta split by the student's entropy: "fork" tokens are the positions whose student
-        entropy is in the top ``fork_quantile`` share of this process's scored tokens (the high-entropy
-        forking tokens where the continuation is decided); the rest are "nonfork"."""
-        m = self._metrics["train"]
-        keep = ctx_mask & torch.isfinite(s_ent)  # (B, T)
-        if not keep.any():
-            return
-        thr = torch.quantile(s_ent[keep], 1.0 - FORK_QUANTILE)
-        fork_mask = keep & (s_ent >= thr)  # (B, T)
-        nonfork_mask = keep & ~fork_mask  # (B, T)
-        for name, mask in (("fork", fork_mask), ("nonfork", nonfork_mask)):
-            f = mask.float()
-            m[f"{name}/pmi_mean"].append(self._mean_all(u, f))
-            m[f"{name}/signal_mean"].append(self._mean_all(delta, f))
-        tot = self._mean_all(delta.abs(), keep.float())
-        fork_mass = self._mean_all(delta.abs() * fork_mask, keep.float())
-        m["fork/signal_mass_frac"].append(fork_mass / tot if math.isfinite(tot) and tot > 0 else float("nan"))
-        m["fork/entropy_threshold"].append(float(thr))
+        for name, (num, den) in zip(names, local.tolist()):
+            m[name].append(num / den if den > 0 else float("nan"))
 
     def _dump_rollouts(self, stash, contexts, rewards, completion_ids, token_mask, s, t, h, s_ent=None) -> None:
         records = []

@@ -1,0 +1,130 @@
+"""antisd.advantages against a float64 loop re-computation, and the pending token term through
+TRL's own batch splitting and shuffling."""
+
+import math
+
+import pytest
+import torch
+from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+from antisd.advantages import scored_token_mask, token_level_advantages, token_term_statistics
+from antisd.signals import ANTISD_SIGNAL_MAX, center_token_term, centering_modes
+from antisd.trainer import PendingTokenTerm
+
+
+def _case(seed=0, B=6, T=9):
+    g = torch.Generator().manual_seed(seed)
+    t = -torch.rand(B, T, generator=g) * 6
+    s = -torch.rand(B, T, generator=g) * 6
+    lengths = torch.randint(0, T + 1, (B,), generator=g)
+    token_mask = torch.arange(T)[None, :] < lengths[:, None]  # (B, T)
+    has_ctx = torch.tensor([True, True, False, True, True, True][:B])
+    ctx_mask = token_mask & has_ctx[:, None]
+    seq_adv = torch.randn(B, generator=g)
+    return seq_adv, t, s, token_mask, ctx_mask
+
+
+def _reference(seq_adv, t, s, token_mask, ctx_mask, lam, centering, composition):
+    """Plain float64 loops over Eq. 1, 4, 5/6 and 10/11."""
+    B, T = t.shape
+    delta = [[0.0] * T for _ in range(B)]
+    for i in range(B):
+        for j in range(T):
+            if ctx_mask[i, j]:
+                u = float(t[i, j]) - float(s[i, j])
+                delta[i][j] = -0.5 * (math.log1p(math.exp(u)) - math.log(2.0))
+    if centering == "sequence":
+        for i in range(B):
+            idx = [j for j in range(T) if ctx_mask[i, j]]
+            if idx:
+                m = sum(delta[i][j] for j in idx) / len(idx)
+                for j in idx:
+                    delta[i][j] -= m
+    elif centering == "batch_cap":
+        idx = [(i, j) for i in range(B) for j in range(T) if ctx_mask[i, j]]
+        m = max(0.0, sum(delta[i][j] for i, j in idx) / len(idx)) if idx else 0.0
+        for i, j in idx:
+            delta[i][j] -= m
+    out = torch.zeros(B, T, dtype=torch.float64)
+    for i in range(B):
+        for j in range(T):
+            if token_mask[i, j]:
+                a = float(seq_adv[i])
+                out[i, j] = a + lam * delta[i][j] if composition == "additive" else a * (1 + lam * delta[i][j])
+    return out
+
+
+@pytest.mark.parametrize("centering", ["none", "sequence", "batch_cap"])
+@pytest.mark.parametrize("composition", ["additive", "multiplicative"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_token_level_advantages_match_a_float64_loop(centering, composition, seed):
+    seq_adv, t, s, token_mask, ctx_mask = _case(seed)
+    term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.5,
+                                  composition=composition, centering=centering)
+    ref = _reference(seq_adv, t, s, token_mask, ctx_mask, 0.5, centering, composition)
+    torch.testing.assert_close(term.advantages.double(), ref, rtol=1e-5, atol=1e-6)
+    assert torch.all(term.advantages[~token_mask] == 0)
+    assert torch.all(term.delta[~ctx_mask] == 0) and torch.all(term.applied[~ctx_mask] == 0)
+
+
+def test_sequence_centering_adds_no_net_advantage_per_rollout():
+    _, t, s, token_mask, ctx_mask = _case(3, B=6, T=30)
+    term = token_level_advantages(torch.zeros(6), t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=1.0,
+                                  centering="sequence")
+    sums = (term.advantages * ctx_mask).sum(dim=1)
+    torch.testing.assert_close(sums, torch.zeros(6), atol=1e-5, rtol=0)
+    # ...while the raw AntiSD term, made of tokens the teacher disfavours, adds positive net advantage
+    raw = token_level_advantages(torch.zeros(6), s - 3.0, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=1.0)
+    assert (raw.advantages.sum(dim=1)[ctx_mask.any(dim=1)] > 0).all()
+
+
+def test_batch_cap_removes_only_a_positive_mean():
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    pos = torch.full((2, 3), 0.2)
+    assert center_token_term(pos, mask, "batch_cap").abs().max() < 1e-7
+    neg = torch.tensor([[-0.3, 0.1, 0.0], [-0.2, 0.0, 0.1]])
+    assert torch.equal(center_token_term(neg, mask, "batch_cap"), neg)
+    with pytest.raises(ValueError, match=str(centering_modes()).replace("[", r"\[").replace("]", r"\]")):
+        center_token_term(neg, mask, "zscore")
+
+
+def test_statistics_match_direct_computation():
+    seq_adv, t, s, token_mask, ctx_mask = _case(4, B=6, T=40)
+    ent = torch.rand(6, 40, generator=torch.Generator().manual_seed(9)) * 3
+    term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.5)
+    st = {k: (n / d).item() for k, (n, d) in token_term_statistics(term, token_mask=token_mask, ctx_mask=ctx_mask,
+                                                                    student_entropy=ent).items()}
+    u = (t - s)[ctx_mask]
+    d = term.delta[ctx_mask]
+    assert st["pmi/mean"] == pytest.approx(u.mean().item(), rel=1e-5)
+    assert st["pmi/neg_frac"] == pytest.approx((u < 0).float().mean().item())
+    assert st["signal/mean"] == pytest.approx(d.mean().item(), rel=1e-5)
+    assert st["signal/pos_mass_frac"] == pytest.approx((d.clamp(min=0).sum() / d.abs().sum()).item(), rel=1e-5)
+    assert d.max().item() <= ANTISD_SIGNAL_MAX
+    e = ent[ctx_mask]
+    thr = torch.quantile(e, 0.8)
+    fork = e >= thr
+    assert st["fork/pmi_mean"] == pytest.approx(u[fork].mean().item(), rel=1e-5)
+    assert st["nonfork/signal_mean"] == pytest.approx(d[~fork].mean().item(), rel=1e-5)
+    assert st["fork/signal_mass_frac"] == pytest.approx((d[fork].abs().sum() / d.abs().sum()).item(), rel=1e-5)
+    assert st["adv/nonzero_token_frac"] == pytest.approx((term.advantages[token_mask] != 0).float().mean().item())
+
+
+def test_scored_token_mask_honours_tool_mask():
+    batch = {"completion_mask": torch.tensor([[1, 1, 0]]), "tool_mask": torch.tensor([[1, 0, 1]])}
+    assert scored_token_mask(batch).tolist() == [[True, False, False]]
+    assert scored_token_mask({"completion_mask": torch.tensor([[1, 0]])}).tolist() == [[True, False]]
+
+
+def test_pending_token_term_travels_through_trl_splitting_and_shuffling():
+    B, T = 8, 5
+    teacher = torch.arange(B * T, dtype=torch.float32).view(B, T)
+    ctx = torch.rand(B, T) > 0.3
+    batch = {"completion_ids": torch.arange(B)[:, None].expand(B, T).clone(), "advantages": torch.arange(B).float()}
+    PendingTokenTerm(teacher_logps=teacher, ctx_mask=ctx, lam=0.25).put(batch)
+    for chunk in split_tensor_dict(shuffle_sequence_dict(batch), 4):
+        pending = PendingTokenTerm.take(chunk)
+        rows = chunk["completion_ids"][:, 0]
+        assert pending.lam == 0.25
+        assert torch.equal(pending.teacher_logps, teacher[rows]) and torch.equal(pending.ctx_mask, ctx[rows])
+    assert PendingTokenTerm.take({"advantages": torch.zeros(2)}) is None
