@@ -42,6 +42,10 @@ ARMS: dict[str, list[str]] = {
     "antisd": ["--method", "antisd"],
     "antisd_nogate": ["--method", "antisd", "--gate", "none"],
     "sd": ["--method", "sd"],
+    # guards (docs/method.md Eq. 9-11), as pre-stated in docs/benchmarks.md
+    "antisd_2sided": ["--method", "antisd", "--gate_ceiling_ratio", str(1 / 0.93)],
+    "antisd_seqcenter": ["--method", "antisd", "--token_term_centering", "sequence"],
+    "antisd_batchcap": ["--method", "antisd", "--token_term_centering", "batch_cap"],
 }
 CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, ["--method", "antisd", "--reset_gate_on_resume", "true"])}
 
