@@ -29,14 +29,15 @@ Logits must be finite (a -inf logit, e.g. a vocabulary mask in the bias, gives N
 
 `per_token_logps_and_entropies` applies this to a Hugging Face causal LM with the semantics of
 TRL 1.16.0's `GRPOTrainer._get_per_token_logps_and_entropies`: the log-prob of each of the last
-K tokens of `input_ids` given everything before it. `naive_logps_and_entropies` is the
-full-softmax reference (materialises (B, K, V) logits) used by tests.
+K tokens of `input_ids` given everything before it. It takes the final hidden states and the
+output layer from `antisd.modeling` (backbone, wrappers, FSDP/PEFT) and only combines them with
+the kernel here. `naive_logps_and_entropies` is the full-softmax reference (materialises
+(B, K, V) logits), used by tests and by callers that want the model's own logits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from typing import Any
 
@@ -44,20 +45,14 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from antisd.modeling import last_hidden_states, needs_full_logits, output_layer, position_ids_from_mask
+
+# trainer.py imports the private name; it stays importable here until trainer.py uses needs_full_logits
+_needs_full_logits = needs_full_logits
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHUNK_ELEMS = 2**24  # 64 MiB of float32 logits per chunk (110 tokens at V=151,936)
-
-# Config attributes of models whose logits are NOT lm_head(last_hidden_state): the chunked path
-# would silently be wrong for them, so they take the naive (full-logits) path instead.
-_LOGIT_TRANSFORM_ATTRS = (
-    "final_logit_softcapping",
-    "logit_scale",
-    "logits_scaling",
-    "output_multiplier",
-    "lm_head_multiplier",
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Tensor level: hidden states x output weight -> log-probs, entropies
@@ -316,137 +311,8 @@ def chunked_logps_and_entropy(
 
 
 # --------------------------------------------------------------------------------------------
-# Model level: a Hugging Face causal LM
+# Model level: a Hugging Face causal LM (plumbing in antisd.modeling)
 # --------------------------------------------------------------------------------------------
-
-
-def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
-    """Positions counted over real tokens only: cumsum(mask) - 1, clamped at 0. (B, L) -> (B, L).
-
-    Left padding then does not shift the positions of the real tokens (needed for models with
-    absolute positions; for RoPE models it only removes a harmless constant shift).
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
-
-
-def _accepts_kwarg(module: nn.Module, name: str) -> bool:
-    try:
-        params = inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The causal LM inside a DDP/DeepSpeed wrapper (`.module`) and/or a PEFT model
-    (`get_base_model()`: adapters are injected in place, so its layers are the adapted ones)."""
-    inner = getattr(model, "module", None)
-    if isinstance(inner, nn.Module):
-        model = inner
-    if hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None)):
-        model = model.get_base_model()
-    return model
-
-
-def _is_prompt_learning(model: nn.Module) -> bool:
-    """PEFT prefix/prompt tuning adds virtual tokens in the PEFT forward itself."""
-    inner = getattr(model, "module", model)
-    return bool(getattr(inner, "active_peft_config", None) and getattr(
-        inner.active_peft_config, "is_prompt_learning", False
-    ))
-
-
-def _is_fsdp(model: nn.Module) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # torch built without distributed
-        return False
-    return isinstance(model, FSDPModule)
-
-
-def _find_backbone(model: nn.Module) -> nn.Module | None:
-    """The module whose `last_hidden_state` feeds the output layer, or None.
-
-    Tries `model.base_model` first (HF's `base_model_prefix` attribute: `model.model` for
-    Qwen3/Llama/Olmo; the same lookup TRL 1.16.0's fused LM head uses), then
-    `model.get_decoder()`, accepting a module other than `model` itself. Returns None for
-    wrapped models (DDP/DeepSpeed expose `.module`: calling a submodule directly would bypass
-    the wrapper's forward and its gradient synchronisation), for FSDP2 roots (their forward
-    hooks must run), for PEFT prompt learning and for models exposing no backbone. A PEFT
-    model's backbone is its base model's.
-    """
-    wrapped = isinstance(getattr(model, "module", None), nn.Module)
-    if wrapped or _is_fsdp(model) or _is_prompt_learning(model):
-        return None
-    model = _unwrap(model)
-    candidate = getattr(model, "base_model", None)
-    if isinstance(candidate, nn.Module) and candidate is not model:
-        return candidate
-    get_decoder = getattr(model, "get_decoder", None)
-    if callable(get_decoder):
-        try:
-            candidate = get_decoder()
-        except (AttributeError, NotImplementedError, TypeError, ValueError):
-            candidate = None
-        if isinstance(candidate, nn.Module) and candidate is not model:
-            return candidate
-    return None
-
-
-def _is_dtensor(t: Tensor) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:
-        return False
-    return isinstance(t, DTensor)
-
-
-def _needs_full_logits(model: nn.Module) -> str | None:
-    """Why lm_head(last_hidden_state) would not equal the model's logits, or None."""
-    model = _unwrap(model)
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-    for attr in _LOGIT_TRANSFORM_ATTRS:
-        value = getattr(config, attr, None)
-        if value not in (None, 0, 0.0, 1, 1.0):
-            return f"config.{attr}={value} transforms the logits"
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if not isinstance(head, nn.Linear):
-        return f"output embeddings {type(head).__name__} are not a plain nn.Linear"
-    return None
-
-
-def _last_hidden_states(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor
-) -> Tensor:
-    """Final (normed) hidden states (B, L, H) that the output layer maps to logits.
-
-    Preferred: run the backbone only (no logits at all). Fallback, for models that expose no
-    backbone or are wrapped (DDP): run the full model with output_hidden_states=True and, where
-    supported, logits_to_keep=1 so that only one position's logits are computed; HF models store
-    the final normed state as hidden_states[-1].
-    """
-    backbone = _find_backbone(model)
-    inputs = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "position_ids": position_ids,
-        "use_cache": False,
-    }
-    if backbone is not None:
-        hidden = getattr(backbone(**inputs), "last_hidden_state", None)
-        if hidden is None:
-            raise TypeError(
-                f"{type(backbone).__name__}, found as the backbone of {type(model).__name__}, "
-                "returned no last_hidden_state; wrap the model in a module exposing `.module` "
-                "to use the output_hidden_states path"
-            )
-        return hidden  # (B, L, H)
-    if _accepts_kwarg(_unwrap(model), "logits_to_keep"):
-        inputs["logits_to_keep"] = 1
-    out = model(**inputs, output_hidden_states=True)
-    return out.hidden_states[-1]  # (B, L, H)
 
 
 def _check_inputs(input_ids: Tensor, attention_mask: Tensor, logits_to_keep: int) -> None:
@@ -490,7 +356,7 @@ def per_token_logps_and_entropies(
     LoRA on lm_head) take the naive full-logits path, with a warning.
     """
     _check_inputs(input_ids, attention_mask, logits_to_keep)
-    reason = _needs_full_logits(model)
+    reason = needs_full_logits(model)
     if reason is not None:
         logger.warning("per_token_logps_and_entropies: %s; using full logits", reason)
         return naive_logps_and_entropies(
@@ -503,14 +369,10 @@ def per_token_logps_and_entropies(
         )
     k = logits_to_keep
     position_ids = position_ids_from_mask(attention_mask)  # (B, L)
-    hidden = _last_hidden_states(model, input_ids, attention_mask, position_ids)  # (B, L, H)
+    hidden = last_hidden_states(model, input_ids, attention_mask, position_ids)  # (B, L, H)
     hidden = hidden[:, -k - 1 : -1, :]  # (B, K, H): the states preceding the targets
     keep_mask = attention_mask[:, -k:].bool()  # (B, K): real (non-pad) target tokens
-    head = _unwrap(model).get_output_embeddings()
-    weight, bias = head.weight, head.bias
-    if _is_dtensor(weight):  # FSDP2 shards the head: gather it once (differentiable)
-        weight = weight.full_tensor()
-        bias = None if bias is None else bias.full_tensor()
+    weight, bias = output_layer(model)  # (V, H), (V,) or None; gathered once under FSDP2
     logps, entropy = chunked_logps_and_entropy(
         hidden[keep_mask],  # (M, H), only real targets are scored
         weight,
@@ -541,8 +403,8 @@ def naive_logps_and_entropies(
 ) -> tuple[Tensor, Tensor | None]:
     """Full-softmax reference for `per_token_logps_and_entropies` (materialises (B, K, V) logits).
 
-    For tests and documentation; chunk_tokens and max_chunk_elems are accepted and ignored so
-    that both functions share one signature.
+    For tests, documentation and small models (the toy world's PMI check); chunk_tokens and
+    max_chunk_elems are accepted and ignored so that both functions share one signature.
     """
     del chunk_tokens, max_chunk_elems
     _check_inputs(input_ids, attention_mask, logits_to_keep)
