@@ -37,7 +37,6 @@ GPU:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -58,6 +57,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback  # noqa: E402
 
 from antisd.config import AntiSDConfig  # noqa: E402
+from antisd.sampling import pad_prompts_and_completions  # noqa: E402
 from antisd.tiny import make_tiny_checkpoint  # noqa: E402
 from antisd.trainer import AntiSDTrainer  # noqa: E402
 
@@ -277,16 +277,6 @@ class TeacherBatches:
     completion_tokens: int
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for i, x in enumerate(seqs):
-        ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long, device=device)
-        mask[i, width - len(x):] = 1
-    return ids, mask
-
-
 def teacher_batches(tr, captured) -> TeacherBatches:
     """Rebuild the step's teacher sequences (tokenising is not part of the floor)."""
     contexts, completion_ids, completion_mask = captured
@@ -299,14 +289,11 @@ def teacher_batches(tr, captured) -> TeacherBatches:
     out = TeacherBatches([], [], 0, 0)
     for start in range(0, len(order), bs):
         chunk = order[start:start + bs]
-        width = max(len(comps[k]) for k in chunk)
-        c_ids = [comps[k] + [pad] * (width - len(comps[k])) for k in chunk]  # right-padded completions
-        c_mask = [[1] * len(comps[k]) + [0] * (width - len(comps[k])) for k in chunk]
-        p_ids, p_mask = _left_pad([list(prompt_ids[k]) for k in chunk], pad, device)
-        ids = torch.cat([p_ids, torch.tensor(c_ids, device=device)], 1)
-        mask = torch.cat([p_mask, torch.tensor(c_mask, device=device)], 1)
+        ids, mask, width = pad_prompts_and_completions([list(prompt_ids[k]) for k in chunk],
+                                                       [comps[k] for k in chunk], pad, device)
+        p_width = ids.shape[1] - width  # left-padded prompts, then right-padded completions
         out.batches.append((ids, mask, width))
-        out.prompts.append((p_ids, p_mask))
+        out.prompts.append((ids[:, :p_width], mask[:, :p_width]))
         out.real_tokens += int(mask.sum())
         out.completion_tokens += sum(len(comps[k]) for k in chunk)
     return out

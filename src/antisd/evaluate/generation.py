@@ -15,6 +15,15 @@ import torch
 
 from antisd.evaluate.benchmarks import EvalError
 from antisd.evaluate.results import check_gold, score_completion
+from antisd.sampling import (
+    Completion,
+    eos_token_ids,
+    generate_completions,
+    load_tokenizer,  # noqa: F401 - antisd.evaluate's loader (evaluate.run, the package namespace)
+    pad_token_id,
+    resolve_device,
+    torch_dtype,
+)
 
 if TYPE_CHECKING:
     from antisd.evaluate.config import EvalConfig
@@ -58,58 +67,35 @@ def prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
-
-
 class TransformersGenerator:
-    """Batched ``model.generate`` (left padding); one torch seed per call, global RNG untouched."""
+    """Batched ``model.generate`` (``antisd.sampling.generate_completions``): one torch seed per
+    call, global RNG untouched."""
 
     def __init__(self, model: Any, tokenizer: Any, *, temperature: float, top_p: float, top_k: int,
                  max_new_tokens: int, chat_template_kwargs: Mapping[str, Any] | None = None,
                  synced_gpus: bool = False) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.eos_ids = _eos_ids(model, tokenizer)
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        self.pad_id = pad_token_id(tokenizer, self.eos_ids)
         self.chat_template_kwargs = chat_template_kwargs
-        self.gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
-                                           "pad_token_id": self.pad_id, "use_cache": True,
-                                           "eos_token_id": sorted(self.eos_ids) or None, "synced_gpus": synced_gpus}
-        if temperature > 0:
-            self.gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+        self.sampling: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "top_k": top_k,
+                                         "max_new_tokens": max_new_tokens, "use_cache": True,
+                                         "synced_gpus": synced_gpus}
 
     def encode(self, prompt: str | list[dict[str, str]]) -> list[int]:
         return prompt_ids(self.tokenizer, prompt, self.chat_template_kwargs)
 
     def generate(self, prompts: list[list[int]], n: int, seeds: list[int]) -> list[list[Sample]]:
-        """n samples for each prompt (token ids). The call's RNG seed is derived from `seeds`."""
+        """n samples for each prompt (token ids), in one batch seeded by ``seed_for(*seeds)``."""
         rows = [ids for ids in prompts for _ in range(n)]
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (B, P)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, P)
-        for i, r in enumerate(rows):
-            input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            attention_mask[i, width - len(r):] = 1
-        device = next(self.model.parameters()).device
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed_for(*seeds))
-            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                      **self.gen_kwargs)
-        completions = out[:, width:].tolist()  # (B, T)
-        samples = [self._sample(tokens) for tokens in completions]
+        completions = generate_completions(self.model, rows, batch_seeds=[seed_for(*seeds)], eos_ids=self.eos_ids,
+                                           pad_id=self.pad_id, **self.sampling)
+        samples = [self._sample(c) for c in completions]
         return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _sample(self, tokens: list[int]) -> Sample:
-        for i, token in enumerate(tokens):
-            if token in self.eos_ids:
-                return Sample(self.tokenizer.decode(tokens[:i], skip_special_tokens=True), i + 1, False)
-        return Sample(self.tokenizer.decode(tokens, skip_special_tokens=True), len(tokens), True)
+    def _sample(self, completion: Completion) -> Sample:
+        text = self.tokenizer.decode(completion.ids, skip_special_tokens=True)
+        return Sample(text, completion.n_tokens, completion.truncated)
 
 
 class VLLMGenerator:
@@ -133,19 +119,6 @@ class VLLMGenerator:
         return [[Sample(c.text, len(c.token_ids), c.finish_reason == "length") for c in o.outputs] for o in outputs]
 
 
-def _torch_dtype(name: str) -> Any:
-    return {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
-def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def make_generator(cfg: EvalConfig, backend: str, path: str, tokenizer: Any) -> Any:
     """Load the model `path` for `backend` and wrap it in a generator."""
     sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
@@ -159,8 +132,8 @@ def make_generator(cfg: EvalConfig, backend: str, path: str, tokenizer: Any) -> 
         return VLLMGenerator(llm, tokenizer, **sampling)
     from transformers import AutoModelForCausalLM
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code)
+    device = resolve_device(cfg.device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code)
     return TransformersGenerator(model.to(device).eval(), tokenizer, **sampling)
 
 

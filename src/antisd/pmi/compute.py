@@ -35,6 +35,8 @@ from typing import Any
 import torch
 
 from antisd.context import ContextConfig, build_teacher_contexts
+from antisd.modeling import model_device
+from antisd.sampling import pad_prompts_and_completions, pad_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -253,22 +255,6 @@ def attach_contexts(
 # ------------------------------------------------------------------------------------ forward passes
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-padded prompts + right-padded completions -> ids (B, P+T), mask (B, P+T), T."""
-    p_len, t_len = max(map(len, prompts)), max(map(len, completions))
-    ids = torch.full((len(prompts), p_len + t_len), pad_id, dtype=torch.long)  # (B, P+T)
-    mask = torch.zeros_like(ids)  # (B, P+T)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, p_len - len(p):p_len] = torch.tensor(p, dtype=torch.long)
-        ids[i, p_len:p_len + len(c)] = torch.tensor(c, dtype=torch.long)
-        mask[i, p_len - len(p):p_len + len(c)] = 1
-    return ids, mask, t_len
-
-
 @torch.no_grad()
 def score_completions(
     model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], *,
@@ -280,10 +266,10 @@ def score_completions(
     """
     from antisd.logprobs import per_token_logps_and_entropies
 
-    ids, mask, t_len = _pad_batch(prompts, completions, pad_id)
     device = model_device(model)
+    ids, mask, t_len = pad_prompts_and_completions(prompts, completions, pad_id, device)  # (B, P+T), (B, P+T)
     logps, ent = per_token_logps_and_entropies(
-        model, ids.to(device), mask.to(device), t_len, temperature=temperature, compute_entropy=True
+        model, ids, mask, t_len, temperature=temperature, compute_entropy=True
     )  # (B, T), (B, T)
     logps, ent = logps.float().cpu(), ent.float().cpu()
     return [(logps[i, :len(c)], ent[i, :len(c)]) for i, c in enumerate(completions)]
@@ -375,7 +361,7 @@ def compute_pmi(
     """
     context_cfg = context_cfg or ContextConfig()
     skips = skips if skips is not None else SkipLog()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = pad_token_id(tokenizer)
     checked = 0
     for w, window in enumerate(_windows(rollouts, context_window)):
         window = attach_contexts(window, tokenizer, context_cfg, seed=seed + w, skips=skips)

@@ -21,7 +21,7 @@ from typing import Any
 
 from antisd.pmi.aggregate import PMIAggregator, PMITables, parse_token_classes
 from antisd.pmi.compute import PMIRecord, SkipLog, compute_pmi, records_from_stored
-from antisd.pmi.config import PMIConfig, PMIConfigError
+from antisd.pmi.config import PMIConfig, PMIConfigError, parse_args
 from antisd.pmi.render import (
     checks_text,
     classes_markdown,
@@ -32,42 +32,24 @@ from antisd.pmi.render import (
     write_csv,
 )
 from antisd.pmi.sources import load_problem_rows, read_rollouts, sample_rollouts
+from antisd.sampling import load_tokenizer as load_pretrained_tokenizer
+from antisd.sampling import resolve_device, torch_dtype
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        return torch.float32 if device == "cpu" else torch.bfloat16
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
 def load_tokenizer(cfg: PMIConfig):
-    from transformers import AutoTokenizer
-
+    """The tokenizer of ``cfg`` (--tokenizer, else --model), pad token = eos token if it has none."""
     name = cfg.tokenizer or cfg.model
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"{'tokenizer' if cfg.tokenizer else 'model'}={name!r}: no such local directory")
-    tok = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-    if tok.pad_token is None and tok.eos_token is not None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return load_pretrained_tokenizer(name, trust_remote_code=cfg.trust_remote_code)
 
 
 def load_model(cfg: PMIConfig, device: str):
     from transformers import AutoModelForCausalLM
 
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = torch_dtype(cfg.dtype, device)  # auto: float32 on CPU, bfloat16 on a GPU
     logger.info("Loading %s (%s on %s)", cfg.model, dtype, device)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     return model.to(device).eval()
@@ -206,15 +188,11 @@ def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``antisd pmi [options]`` / ``python -m antisd.pmi``. Exit 0; 1 if the telescoping check
     fails or nothing could be scored; 2 for a bad option, file or config (one line, before any model loads)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(PMIConfig, prog="antisd pmi",
-                              description="Per-token PMI u_t between a privileged self-teacher and the student.")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        (cfg,) = parser.parse_args_into_dataclasses(args=argv)
+        cfg = parse_args(argv)
         tables, skips, report = run(cfg)
     except (PMIConfigError, FileNotFoundError) as e:
         print(f"antisd pmi: error: {e}", file=sys.stderr)

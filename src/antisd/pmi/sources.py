@@ -6,8 +6,9 @@ training used (kept as is); other files may give only ``completion`` text (token
 ``answer``/``solution``/``reward`` columns, from which the context is chosen as in training.
 
 ``sample_rollouts`` samples ``samples_per_problem`` completions per problem with
-``model.generate`` (temperature T, top_k 0, top_p 1: the full tempered distribution, as
-TRL's defaults), keeps the ids up to and including the first eos (TRL's completion mask),
+``antisd.sampling.generate_completions`` (temperature T, top_k 0, top_p 1: the full tempered
+distribution, as TRL's defaults), keeps the ids up to and including the first eos (TRL's
+completion mask),
 scores them with ``antisd.rewards.math_reward`` and chooses each rollout's privileged prompt
 with ``antisd.context.build_teacher_contexts`` over the batch, with the problems' rollouts as
 GRPO groups: a successful sibling, else the dataset solution, else the answer line.
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 
 from antisd.context import ContextConfig, build_teacher_contexts
-from antisd.pmi.compute import PromptError, Rollout, SkipLog, model_device, tokenize_prompt
+from antisd.pmi.compute import PromptError, Rollout, SkipLog, tokenize_prompt
+from antisd.sampling import eos_token_ids, generate_completions, pad_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -166,51 +168,20 @@ def load_problem_rows(data_cfg: Any, skips: SkipLog) -> list[dict[str, Any]]:
     return rows
 
 
-def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    gen = getattr(model, "generation_config", None)
-    extra = getattr(gen, "eos_token_id", None)
-    ids |= set(extra) if isinstance(extra, (list, tuple)) else ({extra} if extra is not None else set())
-    return ids
-
-
-@torch.no_grad()
-def generate(
-    model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[list[int]], *, max_new_tokens: int,
-    temperature: float, seed: int,
-) -> list[list[int]]:
-    """One sampled completion per prompt (left-padded batch), ids up to and including the first eos."""
-    eos = _eos_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos), 0)
-    width = max(map(len, prompt_ids))
-    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)  # (B, P)
-    mask = torch.zeros_like(ids)  # (B, P)
-    for i, p in enumerate(prompt_ids):
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = 1
-    device = model_device(model)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True, temperature=temperature,
-            top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, pad_token_id=pad,
-            eos_token_id=sorted(eos) or None,
-        )
-    completions = []
-    for row in out[:, width:].tolist():
-        cut = next((k for k, t in enumerate(row) if t in eos), None)
-        completions.append(row if cut is None else row[:cut + 1])
-    return completions
-
-
 def sample_rollouts(
     model: torch.nn.Module, tokenizer: Any, problems: Sequence[dict[str, Any]], context_cfg: ContextConfig, *,
     samples_per_problem: int, max_new_tokens: int, temperature: float, batch_size: int,
     problems_per_batch: int, seed: int, skips: SkipLog,
 ) -> Iterator[Rollout]:
-    """Sample, score and contextualise rollouts, ``problems_per_batch`` problems at a time."""
+    """Sample, score and contextualise rollouts, ``problems_per_batch`` problems at a time.
+
+    Completions are generated ``batch_size`` at a time; the batch starting at rollout g0 of the
+    problem batch starting at problem b0 is seeded ``seed * 1_000_003 + b0 * 1009 + g0``.
+    """
     from antisd.rewards import math_reward
 
+    eos = eos_token_ids(model, tokenizer)
+    pad = pad_token_id(tokenizer, eos)
     for b0 in range(0, len(problems), problems_per_batch):
         batch: list[tuple[int, dict[str, Any], list[int]]] = []
         for k, row in enumerate(problems[b0:b0 + problems_per_batch], start=b0):
@@ -220,13 +191,12 @@ def sample_rollouts(
                 skips.add("no_chat_template" if "chat template" in str(e) else "bad_prompt",
                           f"problem {row.get('problem_id', k)}: {e}")
         flat = [(k, row, p) for k, row, p in batch for _ in range(samples_per_problem)]
-        comps: list[list[int]] = []
-        for g0 in range(0, len(flat), batch_size):
-            chunk = flat[g0:g0 + batch_size]
-            comps += generate(model, tokenizer, [p for _, _, p in chunk], max_new_tokens=max_new_tokens,
-                              temperature=temperature, seed=seed * 1_000_003 + b0 * 1009 + g0)
         if not flat:
             continue
+        seeds = (seed * 1_000_003 + b0 * 1009 + g0 for g0 in range(0, len(flat), batch_size))
+        comps = [c.ids_with_eos for c in generate_completions(
+            model, [p for _, _, p in flat], batch_seeds=seeds, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            temperature=temperature, eos_ids=eos, pad_id=pad)]
         texts = [tokenizer.decode(c, skip_special_tokens=True) for c in comps]
         rewards = [math_reward(t, row["answer"]) for t, (_, row, _) in zip(texts, flat)]
         contexts = build_teacher_contexts(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+
+from antisd.sampling import eos_token_ids, generate_completions
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,13 @@ def strict_reward(completion: str, answer: str) -> float:
     return float(is_strict_format(completion)) * math_reward(completion, answer)
 
 
-@torch.no_grad()
+def _batch_seeds(seed: int) -> Iterator[int]:
+    """The seed of each sampling batch: successive draws from ``torch.Generator().manual_seed(seed)``."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+
+
 def sample_completions(
     model,
     tokenizer,
@@ -43,31 +51,21 @@ def sample_completions(
     batch_size: int = 128,
     seed: int = 0,
 ) -> tuple[list[str], list[list[int]]]:
-    """Sample one completion per prompt (left-padded batches, KV cache); returns texts and the
-    completion token ids with eos/padding removed (eos itself excluded)."""
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    texts: list[str] = []
-    ids_out: list[list[int]] = []
-    device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start:start + batch_size])
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left").to(device)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        out = model.generate(
-            **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-            max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad,
-        )
-        comp = out[:, enc["input_ids"].shape[1]:].tolist()  # (B, T')
-        for row in comp:
-            cut = row.index(eos) if eos in row else len(row)
-            row = [t for t in row[:cut] if t != pad]
-            ids_out.append(row)
-            texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    model.train(was_training)
-    return texts, ids_out
+    """Sample one completion per prompt (``antisd.sampling.generate_completions``, batches of
+    ``batch_size`` seeded by ``_batch_seeds(seed)``); returns texts and the completion token ids
+    with eos/padding removed (eos itself excluded).
+
+    The global torch RNG is left seeded by the last batch (not restored): training runs that
+    evaluate between steps have always continued from that state.
+    """
+    pad = tokenizer.pad_token_id
+    completions = generate_completions(
+        model, tokenizer(list(prompts))["input_ids"], batch_seeds=_batch_seeds(seed), batch_size=batch_size,
+        max_new_tokens=max_new_tokens, temperature=temperature, eos_ids=eos_token_ids(model, tokenizer), pad_id=pad,
+        isolate_rng=False,
+    )
+    ids_out = [[t for t in c.ids if t != pad] for c in completions]
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in ids_out], ids_out
 
 
 def evaluate_accuracy(

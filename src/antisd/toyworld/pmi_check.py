@@ -36,6 +36,9 @@ from pathlib import Path
 
 import torch
 
+from antisd.logprobs import naive_logps_and_entropies
+from antisd.modeling import model_device
+from antisd.sampling import load_tokenizer, pad_prompts_and_completions
 from antisd.toyworld.tokenizer import BOX_OPEN, DELIBERATION_WORDS
 from antisd.toyworld.traces import toy_context_config
 
@@ -68,24 +71,18 @@ def classify_tokens(words: Sequence[str], answer: str) -> list[str]:
 def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
                      batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per-token log p(y_t | prompt, y<t) and the full-vocabulary entropy at each completion
-    position, for the given ids (no re-tokenization). Prompts left-padded, completions
-    right-padded, position ids from the attention mask. Returns lists of (T_i,) tensors."""
+    position, for the given ids (no re-tokenization), from the model's full float32 logits
+    (``antisd.logprobs.naive_logps_and_entropies``: prompts left-padded, completions
+    right-padded, position ids from the attention mask). Returns lists of (T_i,) tensors."""
     logps, ents = [], []
+    device = model_device(model)
     for s in range(0, len(prompt_ids), batch_size):
-        P = [prompt_ids[i] for i in range(s, min(s + batch_size, len(prompt_ids)))]
-        C = [completion_ids[i] for i in range(s, min(s + batch_size, len(prompt_ids)))]
-        lp, lc = max(map(len, P)), max(max(map(len, C)), 1)
-        ids = torch.full((len(P), lp + lc), pad_id, dtype=torch.long)  # (B, Tp + Tc)
-        mask = torch.zeros_like(ids)
-        for i, (p, c) in enumerate(zip(P, C)):
-            ids[i, lp - len(p):lp] = torch.tensor(p)
-            ids[i, lp:lp + len(c)] = torch.tensor(c, dtype=torch.long)
-            mask[i, lp - len(p):lp + len(c)] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()  # (B, T, V)
-        logp = torch.log_softmax(logits[:, lp - 1:-1], dim=-1)  # (B, Tc, V)
-        tok = torch.gather(logp, -1, ids[:, lp:, None]).squeeze(-1)  # (B, Tc)
-        ent = -(logp.exp() * logp).sum(-1)  # (B, Tc)
+        P, C = prompt_ids[s:s + batch_size], completion_ids[s:s + batch_size]
+        ids, mask, width = pad_prompts_and_completions(P, C, pad_id, device)  # (B, Tp + Tc), Tc
+        if width == 0:  # nothing to score in this batch
+            tok = ent = torch.zeros(len(C), 0)
+        else:
+            tok, ent = naive_logps_and_entropies(model, ids, mask, width)  # (B, Tc), (B, Tc)
         for i, c in enumerate(C):
             logps.append(tok[i, :len(c)])
             ents.append(ent[i, :len(c)])
@@ -105,7 +102,7 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
                   seed: int = 0) -> dict:
     """Sample ``n_problems x group_size`` held-out rollouts of the policy at ``model_path`` and
     summarise u per token category, for each reference form. Returns a JSON-able dict."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from antisd.context import build_teacher_contexts
     from antisd.toyworld.base_policy import ToyBaseConfig, heldout_rows, load_build_info
@@ -115,7 +112,7 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
     info = load_build_info(model_path)
     cfg = ToyBaseConfig.from_dict(info["recipe"])
     max_new_tokens = max_new_tokens or cfg.max_new_tokens
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = load_tokenizer(str(model_path))
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     reward_fn = get_reward_fn()
 
