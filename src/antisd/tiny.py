@@ -17,8 +17,9 @@ costs; ids beyond `len(tokenizer)` then decode to nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -107,12 +108,17 @@ def build_qwen3(
     vocab_size: int | None = None,
     tie_word_embeddings: bool = True,
     seed: int = 0,
+    max_position_embeddings: int = 32768,
+    generation: Mapping[str, Any] | None = None,
 ) -> Qwen3ForCausalLM:
     """Randomly initialised Qwen3ForCausalLM, identical for identical arguments and seed.
 
     head_dim = hidden_size / num_heads; intermediate_size defaults to 4 * hidden_size;
-    vocab_size defaults to len(tokenizer) and may be larger (e.g. 151,936, Qwen's). The global
-    torch RNG is left untouched. Eval mode, float32.
+    vocab_size defaults to len(tokenizer) and may be larger (e.g. 151,936, Qwen's). The weights
+    are drawn after torch.manual_seed(seed) inside torch.random.fork_rng: the global torch RNG
+    is left untouched. The generation config carries the tokenizer's eos and pad ids, no BOS,
+    and the `generation` fields (e.g. do_sample, temperature, max_new_tokens). Eval mode,
+    float32.
     """
     if hidden_size % num_heads or num_heads % num_kv_heads:
         raise ValueError(
@@ -130,7 +136,7 @@ def build_qwen3(
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
         head_dim=hidden_size // num_heads,
-        max_position_embeddings=32768,
+        max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
@@ -140,15 +146,16 @@ def build_qwen3(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(config)
-    model.generation_config = _generation_config(tokenizer)
+    model.generation_config = _generation_config(tokenizer, **dict(generation or {}))
     return model.eval()
 
 
-def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
+def _generation_config(tokenizer: PreTrainedTokenizerFast, **fields: Any) -> GenerationConfig:
     return GenerationConfig(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
+        **fields,
     )
 
 

@@ -143,25 +143,20 @@ def ensure_base_policy(config: ToyBaseConfig | None = None, cache_dir: str | Pat
 
 
 def build_model(config: ToyBaseConfig, tokenizer):
-    """A randomly initialised Qwen3ForCausalLM for ``config`` (seeded, tied embeddings)."""
-    import torch
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+    """A randomly initialised Qwen3ForCausalLM for ``config`` (``antisd.tiny.build_qwen3``: seeded
+    by ``config.seed``, tied embeddings, vocabulary = the tokenizer's, 512 positions), whose
+    generation config samples at temperature 1 (no top-k/top-p) up to ``max_new_tokens``. In
+    train mode, ready for SFT."""
+    from antisd.tiny import build_qwen3
 
-    mc = Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads, head_dim=config.hidden_size // config.num_heads,
-        max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+    model = build_qwen3(
+        tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
+        num_kv_heads=config.num_kv_heads, intermediate_size=config.intermediate_size, tie_word_embeddings=True,
+        seed=config.seed, max_position_embeddings=512,
+        generation={"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                    "max_new_tokens": config.max_new_tokens},
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = Qwen3ForCausalLM(mc)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=config.max_new_tokens,
-    )
-    return model
+    return model.train()
 
 
 def sft_rows(config: ToyBaseConfig) -> list[dict[str, str]]:
