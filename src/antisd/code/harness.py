@@ -166,6 +166,8 @@ def expected_for(task: CodeTask, suite_name: str, executor: Executor, config: Ha
 def _compute_expected(task: CodeTask, suite: IOSuite | AssertSuite, key: str, executor: Executor,
                       config: HarnessConfig) -> tuple[Expected, list[Any] | None, bool]:
     """(Expected, encoded outputs to cache, transient failure: do not cache)."""
+    if len(suite) == 0:
+        return Expected(key=key, error="the suite has no tests"), None, False
     limits = replace(config.limits, wall_s=task.reference_wall_s)
     if isinstance(suite, AssertSuite):
         result = _run_asserts(task, task.reference, suite, executor, limits)

@@ -1,0 +1,109 @@
+"""Code extraction from a completion, and outcome counts (the style of `antisd.rewards`).
+
+`extract_code(text, mode)`:
+
+- ``"fenced"`` (chat models): the content of the LAST closed fenced block whose info string is
+  ``python``, ``py``, ``python3`` or empty (a fence is a line starting with three backticks,
+  optionally indented). Blocks in other languages are ignored. If the last fence opener never
+  closes (a truncated rollout) the result is ``UNCLOSED_FENCE`` and no code: earlier blocks are
+  not used, because the policy's final answer is the unclosed one.
+- ``"raw"`` (completion-style prompts, e.g. HumanEval's function body): the completion itself.
+
+Extraction outcomes: ``EXTRACTED``, ``NO_CODE`` (no block), ``EMPTY`` (only whitespace),
+``UNCLOSED_FENCE``. Scoring outcomes (`CodeOutcome`) add ``PASSED``/``FAILED``/``TIMEOUT``/
+``SANDBOX_ERROR``/``UNUSABLE_TASK``; `CodeStats` counts them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, fields
+
+_FENCE_RE = re.compile(r"^[ \t]{0,3}```[ \t]*([^\n`]*)$", re.MULTILINE)
+PYTHON_TAGS = frozenset({"", "python", "py", "python3"})
+
+
+class CodeOutcome(str, enum.Enum):
+    """How one completion ended; exactly one per completion."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    NO_CODE = "no_code"
+    EMPTY = "empty"
+    UNCLOSED_FENCE = "unclosed_fence"
+    SANDBOX_ERROR = "sandbox_error"
+    UNUSABLE_TASK = "unusable_task"
+
+
+EXTRACTED = "extracted"
+
+
+def extract_code(text: str, mode: str = "fenced") -> tuple[str | None, str]:
+    """(code or None, how): how is "extracted", or a `CodeOutcome` value among no_code, empty,
+    unclosed_fence. See the module docstring."""
+    if mode == "raw":
+        return (text, EXTRACTED) if text.strip() else (None, CodeOutcome.EMPTY.value)
+    if mode != "fenced":
+        raise ValueError(f"mode={mode!r}; expected 'fenced' or 'raw'")
+    fences = list(_FENCE_RE.finditer(text))
+    blocks: list[tuple[str, str]] = []
+    i = 0
+    while i < len(fences):
+        opener = fences[i]
+        tag = opener.group(1).strip().lower()
+        if i + 1 >= len(fences):
+            return None, CodeOutcome.UNCLOSED_FENCE.value
+        closer = fences[i + 1]
+        if closer.group(1).strip():  # "```python" cannot close a block; treat the opener as stray
+            i += 1
+            continue
+        blocks.append((tag.split()[0] if tag else "", text[opener.end() + 1: closer.start()]))
+        i += 2
+    python_blocks = [body for tag, body in blocks if tag in PYTHON_TAGS]
+    if not python_blocks:
+        return None, CodeOutcome.NO_CODE.value
+    code = python_blocks[-1]
+    if not code.strip():
+        return None, CodeOutcome.EMPTY.value
+    return code, EXTRACTED
+
+
+_COUNTERS = {outcome: f"n_{outcome.value}" for outcome in CodeOutcome}
+
+
+@dataclass
+class CodeStats:
+    """Counts of `CodeOutcome`s (they sum to n_calls) and of extractions. Not locked."""
+
+    n_calls: int = 0
+    n_extracted: int = 0
+    n_passed: int = 0
+    n_failed: int = 0
+    n_timeout: int = 0
+    n_no_code: int = 0
+    n_empty: int = 0
+    n_unclosed_fence: int = 0
+    n_sandbox_error: int = 0
+    n_unusable_task: int = 0
+
+    def record(self, outcome: CodeOutcome, extracted: bool) -> None:
+        self.n_calls += 1
+        self.n_extracted += int(extracted)
+        name = _COUNTERS[outcome]
+        setattr(self, name, getattr(self, name) + 1)
+
+    def merge(self, other: CodeStats) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def as_dict(self, prefix: str = "code_reward") -> dict[str, float]:
+        """``{prefix}/n_calls``, ``/accuracy``, ``/extracted_frac`` and ``/<outcome>_frac``."""
+        n = max(self.n_calls, 1)
+        out = {f"{prefix}/n_calls": float(self.n_calls), f"{prefix}/accuracy": self.n_passed / n,
+               f"{prefix}/extracted_frac": self.n_extracted / n}
+        for outcome, name in _COUNTERS.items():
+            if outcome is not CodeOutcome.PASSED:
+                out[f"{prefix}/{outcome.value}_frac"] = getattr(self, name) / n
+        return out

@@ -1,0 +1,151 @@
+"""Parallel scoring: many (task, program) pairs over a process pool sized to the machine.
+
+`CodeScorer` owns an `Executor` (default `LocalExecutor()`), a `HarnessConfig` and a pool of
+``workers`` processes (default: the CPUs this process may run on; ``workers=0`` scores in the
+calling thread). Pool workers are trusted: each runs one sandboxed program at a time and judges
+it (`harness.check_program`). The pool uses the ``forkserver`` start method, so it is safe to
+create from a multi-threaded trainer; workers import antisd.code only (no torch).
+
+- `prepare(tasks)`: compute (or load) every suite's expected outputs in parallel, once; returns
+  {task_id: error} for tasks whose reference fails (unusable: score them and you get
+  `CodeOutcome.UNUSABLE_TASK`).
+- `score_programs(pairs)` -> [`ProgramResult` | None (unusable task)], in order.
+- `score_completions(tasks, completions, mode)` -> ([`CodeOutcome`], `CodeStats`): extraction,
+  the completion prefix for raw mode, scoring. Rewards are ``outcome is PASSED``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from antisd.code.extract import EXTRACTED, CodeOutcome, CodeStats, extract_code
+from antisd.code.harness import HarnessConfig, ProgramResult, UnusableTaskError, check_program, expected_for
+from antisd.code.sandbox import Executor, LocalExecutor
+from antisd.code.tasks import CodeTask
+
+logger = logging.getLogger(__name__)
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(executor: Executor, config: HarnessConfig) -> None:
+    _worker_state["executor"], _worker_state["config"] = executor, config
+
+
+def _prepare_one(task: CodeTask) -> tuple[str, str | None]:
+    errors = [f"{name}: {e.error}" for name in task.suites()
+              if (e := expected_for(task, name, _worker_state["executor"], _worker_state["config"])).error]
+    return task.task_id, "; ".join(errors) or None
+
+
+def _score_one(task: CodeTask, program: str) -> ProgramResult | None:
+    try:
+        return check_program(task, program, _worker_state["executor"], _worker_state["config"])
+    except UnusableTaskError as exc:
+        logger.warning("%s", exc)
+        return None
+
+
+def default_workers() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def outcome_of(result: ProgramResult | None, *, plus: bool = True) -> CodeOutcome:
+    """The `CodeOutcome` of a scored program (base, and plus when `plus` and the task has one)."""
+    if result is None:
+        return CodeOutcome.UNUSABLE_TASK
+    suites = [result.base] + ([result.plus] if plus and result.plus is not None else [])
+    if any(s.status == "sandbox_error" for s in suites):
+        return CodeOutcome.SANDBOX_ERROR
+    if all(s.passed for s in suites):
+        return CodeOutcome.PASSED
+    first_bad = next(s for s in suites if not s.passed)
+    return CodeOutcome.TIMEOUT if first_bad.status == "timeout" else CodeOutcome.FAILED
+
+
+class CodeScorer:
+    """Scores programs in parallel (see the module docstring). Use as a context manager or `close()`."""
+
+    def __init__(self, executor: Executor | None = None, config: HarnessConfig | None = None,
+                 workers: int | None = None) -> None:
+        self.executor = executor if executor is not None else LocalExecutor()
+        self.config = config or HarnessConfig()
+        self.workers = default_workers() if workers is None else int(workers)
+        if self.workers < 0:
+            raise ValueError(f"workers={workers} must be >= 0 (0: score in the calling thread)")
+        self._pool: cf.ProcessPoolExecutor | None = None
+        if isinstance(self.executor, LocalExecutor):
+            _ = self.executor.isolation  # probe and log once, in the parent
+
+    def _map(self, fn: Any, *iterables: Sequence[Any]) -> list[Any]:
+        if self.workers == 0:
+            _init_worker(self.executor, self.config)
+            return [fn(*args) for args in zip(*iterables)]
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_init_worker, initargs=(self.executor, self.config))
+        return list(self._pool.map(fn, *iterables, chunksize=1))
+
+    def prepare(self, tasks: Sequence[CodeTask]) -> dict[str, str]:
+        """Expected outputs of every suite of `tasks` (computed once, cached); {task_id: error} of unusable ones."""
+        unique = list({task.task_id: task for task in tasks}.values())
+        return {tid: err for tid, err in self._map(_prepare_one, unique) if err}
+
+    def score_programs(self, pairs: Sequence[tuple[CodeTask, str]]) -> list[ProgramResult | None]:
+        """One `ProgramResult` per (task, program), in order; None where the task is unusable."""
+        if not pairs:
+            return []
+        self.prepare([task for task, _ in pairs])
+        return self._map(_score_one, [task for task, _ in pairs], [program for _, program in pairs])
+
+    def score_completions(self, tasks: Sequence[CodeTask], completions: Sequence[str], *, mode: str = "fenced",
+                          plus: bool = True) -> tuple[list[CodeOutcome], CodeStats]:
+        """Extract, build programs (raw mode: `task.completion_prefix` + completion), score.
+
+        Returns one `CodeOutcome` per completion and their `CodeStats`; a reward is
+        ``1.0 if outcome is CodeOutcome.PASSED else 0.0``.
+        """
+        if len(tasks) != len(completions):
+            raise ValueError(f"got {len(completions)} completions but {len(tasks)} tasks; they must pair up")
+        outcomes: list[CodeOutcome | None] = []
+        pairs, slots = [], []
+        for index, (task, completion) in enumerate(zip(tasks, completions)):
+            code, how = extract_code(completion, mode)
+            if code is None:
+                outcomes.append(CodeOutcome(how))
+                continue
+            outcomes.append(None)
+            pairs.append((task, task.completion_prefix + code if mode == "raw" else code))
+            slots.append(index)
+        for index, result in zip(slots, self.score_programs(pairs)):
+            outcomes[index] = outcome_of(result, plus=plus)
+        stats = CodeStats()
+        extracted = set(slots)
+        final = [outcome for outcome in outcomes if outcome is not None]
+        for index, outcome in enumerate(final):
+            stats.record(outcome, index in extracted)
+        return final, stats
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> CodeScorer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["CodeScorer", "default_workers", "outcome_of", "EXTRACTED"]
