@@ -1,0 +1,51 @@
+"""antisd.toyworld.pmi_check: token classes, completion log-probs, the check on a tiny policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from antisd.toyworld.tasks import make_problems
+
+
+def test_classify_tokens():
+    from antisd.toyworld.pmi_check import classify_tokens
+
+    words = "try 4 : 2 * 4 = 8 + 1 = 9 small . Wait , try 5 : 2 * 5 = 10 + 1 = 11 yes . \\boxed{ 5 } <eos>".split()
+    cats = classify_tokens(words, "5")
+    assert cats[words.index("Wait")] == "after_fail"
+    assert cats[1] == "wrong_candidate" and cats[words.index("Wait") + 3] == "correct_candidate"
+    assert cats[-3] == "boxed_number" and cats[-1] == "eos"
+    assert cats.count("other") == len(words) - 5
+
+
+def test_completion_logps_pmi_is_zero_without_context_and_padding_free(tiny_policy):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from antisd.toyworld.pmi_check import completion_logps
+
+    _, _, path = tiny_policy
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    rows = [p.row() for p in make_problems(4, seed=9)]
+    prompts = tok([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
+    comps = tok(["try 3 : 2 * 3 = 6 + 1 = 7 yes .", "try 2 : 5", "\\boxed{ 4 }", "Wait , try"], add_special_tokens=False)["input_ids"]
+    batched, _ = completion_logps(model, prompts, comps, tok.pad_token_id)
+    again, _ = completion_logps(model, prompts, comps, tok.pad_token_id)
+    for b, a in zip(batched, again):
+        assert torch.equal(a - b, torch.zeros_like(a))  # identical prompts: u = 0 exactly
+    for i in range(len(rows)):  # left/right padding does not change the result
+        single, _ = completion_logps(model, [prompts[i]], [comps[i]], tok.pad_token_id)
+        torch.testing.assert_close(single[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_pmi_check_runs_on_the_tiny_policy(tiny_policy):
+    pytest.importorskip("antisd.context")
+    from antisd.toyworld.pmi_check import format_table, run_pmi_check
+
+    _, _, path = tiny_policy
+    res = run_pmi_check(path, n_problems=4, group_size=2, max_new_tokens=24)
+    assert res["n_rollouts"] == 8 and set(res["forms"]) == {"answer", "sibling"}
+    cats = res["forms"]["answer"]["categories"]
+    assert sum(c["n"] for c in cats.values()) > 0
+    assert "| answer |" in format_table(res)
