@@ -1,5 +1,5 @@
 """antisd.logprobs: chunked log-probs/entropies equal the full-softmax reference, with gradients,
-bounded memory, and TRL 1.16.0's semantics on a tiny Qwen3."""
+bounded memory, and TRL 1.16.0's semantics on a tiny Qwen3 (the plumbing: test_modeling)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from antisd.logprobs import (
     default_chunk_tokens,
     naive_logps_and_entropies,
     per_token_logps_and_entropies,
-    position_ids_from_mask,
 )
+from antisd.modeling import position_ids_from_mask
+from model_wrappers import FakePeft, Wrapper
 
 # ---- tensor level ---------------------------------------------------------------------------
 
@@ -199,11 +200,6 @@ def padded_batch(seed: int = 0):
     return ids, mask, k
 
 
-def test_position_ids_from_mask() -> None:
-    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]])
-    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 2, 2]]
-
-
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
 def test_model_matches_naive_and_trl_selective_log_softmax(tiny_model, temperature) -> None:
     ids, mask, k = padded_batch()
@@ -297,42 +293,16 @@ def test_model_gradients_equal_naive(tiny_model_path) -> None:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-class _Wrapper(torch.nn.Module):
-    """Stands for a DDP-style wrapper: exposes `.module`, no backbone attribute."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-
-class _FakePeft(torch.nn.Module):
-    """Mimics a PeftModel: `base_model` is a tuner wrapping the whole LM (returns logits)."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.base_model = _Wrapper(module)
-        self.peft_config = {"default": None}
-
-    def get_base_model(self) -> torch.nn.Module:
-        return self.base_model.module
-
-    def forward(self, *args, **kwargs):
-        return self.base_model(*args, **kwargs)
-
-
 def test_fallback_paths(tiny_model, caplog) -> None:
     ids, mask, k = padded_batch(seed=5)
     with torch.no_grad():
         want, want_ent = naive_logps_and_entropies(tiny_model, ids, mask, k)
         # wrapped model: hidden states through the wrapper's forward
-        got, got_ent = per_token_logps_and_entropies(_Wrapper(tiny_model), ids, mask, k)
+        got, got_ent = per_token_logps_and_entropies(Wrapper(tiny_model), ids, mask, k)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got_ent, want_ent, rtol=1e-5, atol=1e-5)
         # PEFT-like model: the base model's backbone and head
-        got, _ = per_token_logps_and_entropies(_FakePeft(tiny_model), ids, mask, k)
+        got, _ = per_token_logps_and_entropies(FakePeft(tiny_model), ids, mask, k)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         # a logit transform after lm_head: full-logits path, with a warning
         tiny_model.config.final_logit_softcapping = 30.0
