@@ -1,0 +1,26 @@
+"""antisd.pmi.config: the context and sampling settings read from a training YAML, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from antisd.pmi import PMIConfig, PMIConfigError
+
+
+def test_config_reads_context_from_training_yaml(tmp_path):
+    y = tmp_path / "run.yaml"
+    y.write_text("version: 1\nmodel_name_or_path: m\ndataset_name: d.jsonl\nlearning_rate: 1.0e-6\n"
+                 "teacher_template: '{prompt} ref : {solution} . feedback : {feedback} .'\n"
+                 "feedback_correct: right\nfeedback_incorrect: wrong\nsolution_sources: [sibling, dataset]\n"
+                 "sibling_format: answer\nmax_solution_chars: 99\ntemperature: 0.7\nnum_generations: 3\n")
+    cfg = PMIConfig(config=str(y), feedback_incorrect="WRONG")
+    ctx = cfg.context_config
+    assert ctx.template.startswith("{prompt} ref :") and ctx.feedback_correct == "right"
+    assert ctx.feedback_incorrect == "WRONG"  # the command line wins
+    assert ctx.sources == ("sibling", "dataset") and ctx.sibling_format == "answer" and ctx.max_solution_chars == 99
+    assert (cfg.model, cfg.dataset, cfg.temperature, cfg.samples_per_problem) == ("m", "d.jsonl", 0.7, 3)
+    assert PMIConfig(config=str(y), rollouts="r.jsonl").dataset is None
+    with pytest.raises(PMIConfigError, match="exactly one of rollouts"):
+        PMIConfig(model="m")
+    with pytest.raises(PMIConfigError, match="template must contain"):
+        PMIConfig(model="m", dataset="d", teacher_template="{prompt}")
