@@ -134,3 +134,19 @@ def test_make_tiny_checkpoint_kwargs(tmp_path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path)
     assert len(AutoTokenizer.from_pretrained(path)) <= 300
     assert model.config.vocab_size == 700 and model.config.num_hidden_layers == 1
+
+
+def test_build_qwen3_positions_and_generation_fields() -> None:
+    model = build_qwen3(_TOKENIZER, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seed=5,
+                        max_position_embeddings=512,
+                        generation={"do_sample": True, "temperature": 0.7, "max_new_tokens": 9})
+    assert model.config.max_position_embeddings == 512
+    gen = model.generation_config
+    assert (gen.eos_token_id, gen.pad_token_id, gen.bos_token_id) == (2, 0, None)
+    assert (gen.do_sample, gen.temperature, gen.max_new_tokens) == (True, 0.7, 9)
+    default = build_qwen3(_TOKENIZER, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seed=5)
+    assert default.config.max_position_embeddings == 32768 and default.generation_config.max_new_tokens != 9
+    for (name, a), b in zip(model.state_dict().items(), default.state_dict().values()):
+        assert torch.equal(a, b), f"{name}: the weights depend on the sizes and the seed only"
+    with pytest.raises(ValueError, match="hidden_size=30 must divide by num_heads=4"):
+        build_qwen3(_TOKENIZER, hidden_size=30)
