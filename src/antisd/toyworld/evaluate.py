@@ -59,8 +59,9 @@ def sample_completions(
     evaluate between steps have always continued from that state.
     """
     pad = tokenizer.pad_token_id
+    prompt_ids = tokenizer(list(prompts))["input_ids"] if len(prompts) else []
     completions = generate_completions(
-        model, tokenizer(list(prompts))["input_ids"], batch_seeds=_batch_seeds(seed), batch_size=batch_size,
+        model, prompt_ids, batch_seeds=_batch_seeds(seed), batch_size=batch_size,
         max_new_tokens=max_new_tokens, temperature=temperature, eos_ids=eos_token_ids(model, tokenizer), pad_id=pad,
         isolate_rng=False,
     )
