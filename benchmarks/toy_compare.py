@@ -33,7 +33,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from antisd.cli import build_train_args, run_train, train_inputs
-from antisd.defaults import TOY_TRAIN, default_train_argv, evaluate_toy_policy, resolve_builtins
+from antisd.builtin import TOY_TRAIN, default_train_argv, evaluate_toy_policy, resolve_builtins
 
 logger = logging.getLogger("toy_compare")
 

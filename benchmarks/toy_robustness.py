@@ -81,7 +81,7 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
     import torch
     from transformers import TrainerCallback
 
-    from antisd.defaults import evaluate_toy_policy
+    from antisd.builtin import evaluate_toy_policy
 
     curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
     curve = json.loads(curve_path.read_text()) if curve_path.exists() else []
@@ -122,7 +122,7 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
 
 def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     from antisd.cli import build_train_args, run_train, train_inputs
-    from antisd.defaults import TOY_TRAIN, default_train_argv, resolve_builtins
+    from antisd.builtin import TOY_TRAIN, default_train_argv, resolve_builtins
     from antisd.trainer import last_complete_checkpoint
 
     base_name = base_spec.partition("=")[0]

@@ -1,4 +1,5 @@
-"""antisd.cli: YAML configs + overrides, one-line errors with exit code 2, the recipes."""
+"""antisd.cli: the subcommands, one-line errors with exit code 2, the recipes, antisd report.
+(Parsing and merging configs: test_config.py; the training run: test_train.py.)"""
 
 from __future__ import annotations
 
@@ -12,25 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from antisd import cli
-from antisd.cli import CliError, list_recipes, load_recipe, main, parse_train_args
+from antisd import builtin, cli
+from antisd.cli import list_recipes, load_recipe, main, parse_train_args
+
+from config_helpers import CPU, base_yaml, write_yaml  # noqa: F401 - base_yaml is a fixture
 
 RECIPES = cli.RECIPES_DIR
 MODELS, METHODS = list_recipes()
-CPU = ["--bf16", "false"]  # the recipes say bf16: true; this machine has no GPU
-
-
-def write_yaml(path: Path, data: dict) -> str:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture
-def base_yaml(tmp_path) -> str:
-    return write_yaml(tmp_path / "base.yaml", {
-        "version": 1, "model_name_or_path": "some/model", "dataset_name": "data.jsonl",
-        "output_dir": str(tmp_path / "out"), "bf16": False, "report_to": [], "max_steps": 5,
-    })
 
 
 def run_main(argv, capsys) -> tuple[int, str]:
@@ -38,39 +27,7 @@ def run_main(argv, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------------------------- parsing
-
-
-def test_yaml_and_overrides(tmp_path, base_yaml):
-    # "1e-6" is a string to YAML 1.1; it must still become a float
-    (tmp_path / "lr.yaml").write_text("learning_rate: 1e-6\nmethod: sd\n", encoding="utf-8")
-    m, d, r, c = parse_train_args(["--config", base_yaml, "--config", str(tmp_path / "lr.yaml"),
-                                   "--max_steps", "7", "--prompt_format", "plain", "--reward_format_strict", "true"])
-    assert m.model_name_or_path == "some/model" and m.dtype == "auto"
-    assert d.dataset_name == "data.jsonl" and d.prompt_format == "plain"
-    assert r.reward_format_strict is True
-    assert c.max_steps == 7 and c.learning_rate == 1e-6 and isinstance(c.learning_rate, float)
-    assert c.method == "sd" and c.token_signal == "sd" and c.gate == "none"
-
-
-def test_later_config_files_win(tmp_path, base_yaml):
-    other = write_yaml(tmp_path / "b.yaml", {"max_steps": 9, "lambda_max": 0.25})
-    *_, c = parse_train_args(["--config", base_yaml, f"--config={other}"])
-    assert c.max_steps == 9 and c.lambda_max == 0.25
-
-
-def test_shared_fields_reach_every_dataclass(base_yaml):
-    m, d, _, c = parse_train_args(["--config", base_yaml, "--trust_remote_code", "true", "--answer_column", "gt"])
-    assert m.trust_remote_code is True and c.trust_remote_code is True
-    assert d.answer_column == "gt" and c.answer_column == "gt"
-
-
-def test_env_section_is_exported(tmp_path, base_yaml, monkeypatch):
-    monkeypatch.delenv("ANTISD_TEST_VAR", raising=False)
-    env = write_yaml(tmp_path / "env.yaml", {"env": {"ANTISD_TEST_VAR": 3}})
-    parse_train_args(["--config", base_yaml, "--config", env])
-    assert __import__("os").environ["ANTISD_TEST_VAR"] == "3"
-    monkeypatch.delenv("ANTISD_TEST_VAR")
+# ---------------------------------------------------------------------------------------- errors
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -151,20 +108,18 @@ def test_top_level_usage(capsys):
 # ---------------------------------------------------------------------------------------- hooks
 
 
-def test_no_config_uses_antisd_defaults(tmp_path, base_yaml, monkeypatch):
-    fake = types.ModuleType("antisd.defaults")
-    fake.default_train_argv = lambda: ["--config", base_yaml]
-    monkeypatch.setitem(sys.modules, "antisd.defaults", fake)
+def test_no_config_uses_the_builtin_default(tmp_path, base_yaml, monkeypatch):
+    monkeypatch.setattr(builtin, "TOY_RECIPE", Path(base_yaml))
     seen = {}
     monkeypatch.setattr(cli, "run_train", lambda m, d, c, r: seen.update(m=m, c=c))
     assert main(["train", "--max_steps", "3"]) == 0
     assert seen["m"].model_name_or_path == "some/model" and seen["c"].max_steps == 3  # overrides still win
 
 
-def test_no_config_without_defaults_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "antisd.defaults", None)  # import fails with ModuleNotFoundError
+def test_no_config_without_the_builtin_default(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(builtin, "TOY_RECIPE", tmp_path / "missing.yaml")  # an install without recipes/
     code, err = run_main(["train"], capsys)
-    assert code == 2 and "antisd.defaults" in err and "--config" in err
+    assert code == 2 and "built-in default" in err and "--config" in err and err.count("\n") == 1
 
 
 def test_optional_subcommands(monkeypatch, capsys):
@@ -178,19 +133,6 @@ def test_optional_subcommands(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "antisd._fake_pmi", fake)
     monkeypatch.setitem(cli.OPTIONAL_COMMANDS, "pmi", "antisd._fake_pmi")
     assert main(["pmi", "--x", "1"]) == 0 and seen == [["--x", "1"]]
-
-
-def test_resume_argument(tmp_path):
-    out = tmp_path / "out"
-    assert cli._resume_arg(None, str(out)) is None
-    assert cli._resume_arg("false", str(out)) is None
-    with pytest.raises(CliError, match="holds no checkpoint"):
-        cli._resume_arg("true", str(out))
-    (out / "checkpoint-2").mkdir(parents=True)
-    assert cli._resume_arg("true", str(out)) is True
-    assert cli._resume_arg(str(out / "checkpoint-2"), str(out)) == str(out / "checkpoint-2")
-    with pytest.raises(CliError, match="is not a directory"):
-        cli._resume_arg(str(out / "checkpoint-9"), str(out))
 
 
 # ---------------------------------------------------------------------------------------- recipes
@@ -275,17 +217,6 @@ def test_recipe_command_round_trips(tmp_path, capsys):
     assert code == 2 and "recipe method 'nope' not found" in err
 
 
-def test_run_settings_file_round_trips(tmp_path):
-    inputs = cli.train_inputs(["--recipe", "qwen3-4b-instruct-2507", "gate_0.95", *CPU, "--max_steps", "3"])
-    assert inputs["max_steps"] == 3 and inputs["gate_down_ratio"] == 0.95 and "version" not in inputs
-    path = cli.save_train_inputs(inputs, tmp_path / "out")
-    assert yaml.safe_load(path.read_text())["version"] == 1
-    again = parse_train_args(["--config", str(path)])
-    first = cli.build_train_args(inputs)
-    for a, b in zip(again, first):
-        assert json.dumps(vars(a), default=str, sort_keys=True) == json.dumps(vars(b), default=str, sort_keys=True)
-
-
 def test_placeholder_needs_recipe(capsys):
     code, err = run_main(["train", "--config", str(RECIPES / "models" / "qwen3-8b.yaml"),
                           "--config", str(RECIPES / "methods" / "continual.yaml"), *CPU], capsys)
@@ -322,3 +253,22 @@ def test_run_train_smoke(tiny_model_path, tmp_path, caplog):
     saved = yaml.safe_load((out / "antisd_run.yaml").read_text())
     assert saved["version"] == 1 and saved["method"] == "grpo" and saved["max_steps"] == 2
     assert any("Saved the final model" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def test_report_command_rewrites_a_runs_report(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    log = [{"step": s, "loss": 0.1, "reward": 0.1 * s} for s in (1, 2, 3)]
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 3, "max_steps": 3, "log_history": log}))
+    assert main(["report", str(run), "--title", "my run"]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "report.md")
+    text = (run / "report.md").read_text()
+    assert text.startswith("# my run\n") and "| reward | 0.1 | 0.3 | 0.3 (3) |" in text
+    assert (run / "plots" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, err = run_main(["report", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and err.startswith("antisd report: error: no trainer_state.json") and err.count("\n") == 1
+    main(["--help"])
+    assert "report" in capsys.readouterr().out

@@ -20,14 +20,7 @@ from typing import Literal
 
 from trl import GRPOConfig
 
-from antisd.context import (
-    DEFAULT_ANSWER_TEMPLATE,
-    DEFAULT_FEEDBACK_CORRECT,
-    DEFAULT_FEEDBACK_INCORRECT,
-    DEFAULT_TEMPLATE,
-    SOURCES,
-    ContextConfig,
-)
+from antisd.context import ContextFields
 from antisd.gate import gate_kinds, get_gate_kind
 from antisd.signals import centering_modes, composition_modes, signal_kinds
 
@@ -35,6 +28,8 @@ METHODS = ("grpo", "sd", "antisd")
 DEFAULT_SIGNAL = {"sd": "sd", "antisd": "antisd"}
 DEFAULT_GATE = {"sd": "none", "antisd": "teacher_entropy"}
 DELIBERATION_WORDS = ("Wait", "Let", "Maybe", "Alternatively", "But", "Hmm")
+# AntiSDConfig field -> the column of antisd.data.load_problems' output (its canonical columns).
+CANONICAL_COLUMNS = {"answer_column": "answer", "solution_column": "solution", "problem_id_column": "problem_id"}
 
 
 def _choice_error(name: str, value: object, valid: list[str] | tuple[str, ...]) -> ValueError:
@@ -42,8 +37,9 @@ def _choice_error(name: str, value: object, valid: list[str] | tuple[str, ...]) 
 
 
 @dataclass
-class AntiSDConfig(GRPOConfig):
-    """GRPOConfig with the AntiSD fields. See the module docstring for the ablation map."""
+class AntiSDConfig(ContextFields, GRPOConfig):
+    """GRPOConfig with the AntiSD fields and the privileged-context fields (``antisd.context.ContextFields``,
+    which also gives ``context_config``). See the module docstring for the ablation map."""
 
     # ---------------------------------------------------------------- method
     method: Literal["grpo", "sd", "antisd"] = field(
@@ -92,27 +88,12 @@ class AntiSDConfig(GRPOConfig):
         default=False,
         metadata={"help": "Continual mode: ignore a checkpoint's gate state and start a fresh warm-up."},
     )
-    # ---------------------------------------------------------------- privileged context
-    teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
-    feedback_correct: str = field(default=DEFAULT_FEEDBACK_CORRECT, metadata={"help": "Feedback string shown to the teacher for a correct rollout."})
-    feedback_incorrect: str = field(default=DEFAULT_FEEDBACK_INCORRECT, metadata={"help": "Feedback string shown to the teacher for an incorrect rollout."})
-    solution_sources: list[str] = field(
-        default_factory=lambda: list(SOURCES),
-        metadata={"help": "Solution sources in order of preference: sibling (a successful rollout of the same "
-                          "problem), dataset (the solution column), answer (answer_template with the answer column)."},
-    )
-    sibling_format: Literal["completion", "answer"] = field(
-        default="completion",
-        metadata={"help": "Show a sibling as its completion text, or as the answer line.", "choices": ["completion", "answer"]},
-    )
-    answer_template: str = field(default=DEFAULT_ANSWER_TEMPLATE, metadata={"help": "Answer-only solution line, with {answer}."})
-    max_solution_chars: int = field(default=8000, metadata={"help": "Keep at most this many trailing characters of a solution."})
-    strip_think: bool = field(default=True, metadata={"help": "Strip <think>...</think> from sibling solutions."})
-    correct_threshold: float = field(default=0.5, metadata={"help": "A rollout is correct when its correctness reward is >= this."})
+    # ---------------------------------------------------------------- correctness and columns (context: ContextFields)
     correctness_reward: str | None = field(
         default=None,
         metadata={"help": "Name of the reward function that decides correctness (default: the first one)."},
     )
+    # The trainer reads these columns of its dataset; use_canonical_columns points them at antisd.data's.
     solution_column: str = field(default="solution", metadata={"help": "Dataset column holding worked solutions (optional)."})
     answer_column: str = field(default="answer", metadata={"help": "Dataset column holding final answers."})
     problem_id_column: str | None = field(
@@ -146,6 +127,20 @@ class AntiSDConfig(GRPOConfig):
                           "softmax) instead of TRL's fused LM head. 3-4.5x faster forward+backward on CPU "
                           "(docs/benchmarks.md); equal to TRL's path up to float rounding. Off: TRL's GRPO exactly. "
                           "Text-only models without an MoE aux loss; others keep TRL's path."},
+    )
+
+    generation_prune_finished: bool = field(
+        default=False,
+        metadata={"help": "Sample with antisd.pruned_generation (the same distribution as transformers' generate; each "
+                          "sequence leaves the batch and the KV cache as soon as it ends) instead of generate. Faster "
+                          "for small models on CPU; ignored (with a log line) under vLLM, DeepSpeed, FSDP, PEFT or "
+                          "generation settings it does not support."},
+    )
+    logps_batch_rows: int | None = field(
+        default=None,
+        metadata={"help": "Rows per forward in the loss's and the student's log-prob passes, sorted by length and cut to "
+                          "each chunk's own width (antisd.batching; same values up to float rounding, less padding). "
+                          "None: one pass over the whole batch, as TRL does."},
     )
 
     def __post_init__(self) -> None:
@@ -183,6 +178,8 @@ class AntiSDConfig(GRPOConfig):
         if self.teacher_batch_size is not None and self.teacher_batch_size < 1:
             raise ValueError(f"teacher_batch_size={self.teacher_batch_size} must be >= 1 (or None for "
                              "per_device_train_batch_size)")
+        if self.logps_batch_rows is not None and self.logps_batch_rows < 1:
+            raise ValueError(f"logps_batch_rows={self.logps_batch_rows} must be >= 1 (or None for one pass)")
         if self.dump_rollouts_every < 0:
             raise ValueError(f"dump_rollouts_every={self.dump_rollouts_every} must be >= 0")
         if isinstance(self.solution_sources, str):
@@ -198,19 +195,15 @@ class AntiSDConfig(GRPOConfig):
         """True for sd/antisd: a privileged teacher pass runs every generation batch."""
         return self.method != "grpo"
 
-    @property
-    def context_config(self) -> ContextConfig:
-        return ContextConfig(
-            template=self.teacher_template,
-            feedback_correct=self.feedback_correct,
-            feedback_incorrect=self.feedback_incorrect,
-            sources=tuple(self.solution_sources),
-            sibling_format=self.sibling_format,
-            answer_template=self.answer_template,
-            max_solution_chars=self.max_solution_chars,
-            strip_think=self.strip_think,
-            correct_threshold=self.correct_threshold,
-        )
+    def use_canonical_columns(self) -> dict[str, tuple[str | None, str]]:
+        """Point ``answer_column``, ``solution_column`` and ``problem_id_column`` at the columns
+        ``antisd.data.load_problems`` writes (``CANONICAL_COLUMNS``), for training on its output.
+        Returns field -> (old, new) for the fields it changed."""
+        changed = {name: (getattr(self, name), column) for name, column in CANONICAL_COLUMNS.items()
+                   if getattr(self, name) != column}
+        for name, (_, column) in changed.items():
+            setattr(self, name, column)
+        return changed
 
     @property
     def gate_params(self) -> dict:

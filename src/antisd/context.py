@@ -41,9 +41,11 @@ from __future__ import annotations
 import random
 import re
 import string
+import typing
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
+from types import FunctionType
 from typing import Any, Literal
 
 Prompt = str | list[dict[str, Any]]
@@ -76,17 +78,18 @@ def _template_fields(template: str, name: str) -> set[str]:
 
 @dataclass(frozen=True)
 class ContextConfig:
-    """How the privileged teacher prompt is chosen and rendered."""
+    """How the privileged teacher prompt is chosen and rendered (the meaning of each setting:
+    ``ContextFields``, where ``template`` is ``teacher_template`` and ``sources`` ``solution_sources``)."""
 
-    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
-    feedback_correct: str = field(default=DEFAULT_FEEDBACK_CORRECT, metadata={"help": "Feedback string for a correct rollout."})
-    feedback_incorrect: str = field(default=DEFAULT_FEEDBACK_INCORRECT, metadata={"help": "Feedback string for an incorrect rollout."})
-    sources: tuple[str, ...] = field(default=SOURCES, metadata={"help": "Solution sources in order of preference: sibling, dataset, answer."})
-    sibling_format: Literal["completion", "answer"] = field(default="completion", metadata={"help": "Render a sibling as its completion text or as the answer line."})
-    answer_template: str = field(default=DEFAULT_ANSWER_TEMPLATE, metadata={"help": "Answer-only solution line, with {answer}."})
-    max_solution_chars: int = field(default=8000, metadata={"help": "Keep at most this many trailing characters of a solution."})
-    strip_think: bool = field(default=True, metadata={"help": "Strip <think>...</think> blocks from sibling solutions."})
-    correct_threshold: float = field(default=0.5, metadata={"help": "A rollout is correct when its reward is >= this value."})
+    template: str = DEFAULT_TEMPLATE
+    feedback_correct: str = DEFAULT_FEEDBACK_CORRECT
+    feedback_incorrect: str = DEFAULT_FEEDBACK_INCORRECT
+    sources: tuple[str, ...] = SOURCES
+    sibling_format: Literal["completion", "answer"] = "completion"
+    answer_template: str = DEFAULT_ANSWER_TEMPLATE
+    max_solution_chars: int = 8000
+    strip_think: bool = True
+    correct_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         fields = _template_fields(self.template, "template")
@@ -107,6 +110,95 @@ class ContextConfig:
             raise ValueError(f"sibling_format={self.sibling_format!r}; valid: ['answer', 'completion']")
         if self.max_solution_chars < 1:
             raise ValueError(f"max_solution_chars={self.max_solution_chars} must be >= 1")
+
+
+# ContextFields field -> ContextConfig field.
+CONTEXT_FIELDS: dict[str, str] = {
+    "teacher_template": "template",
+    "feedback_correct": "feedback_correct",
+    "feedback_incorrect": "feedback_incorrect",
+    "solution_sources": "sources",
+    "sibling_format": "sibling_format",
+    "answer_template": "answer_template",
+    "max_solution_chars": "max_solution_chars",
+    "strip_think": "strip_think",
+    "correct_threshold": "correct_threshold",
+}
+
+
+def _source_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Solution sources from a list whose items may hold several comma-separated names."""
+    items = [value] if isinstance(value, str) else value
+    return tuple(name.strip() for item in items for name in str(item).split(",") if name.strip())
+
+
+@dataclass
+class ContextFields:
+    """The privileged-context settings as config fields, declared once with their help text:
+    ``AntiSDConfig`` (``antisd train``) mixes them in, ``PMIConfig`` (``antisd pmi``) their unset
+    variant ``ContextOverrides``. ``context_config`` is the ``ContextConfig`` they describe."""
+
+    teacher_template: str = field(
+        default=ContextConfig.template, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."},
+    )
+    feedback_correct: str = field(
+        default=ContextConfig.feedback_correct,
+        metadata={"help": "Feedback string shown to the teacher for a correct rollout."},
+    )
+    feedback_incorrect: str = field(
+        default=ContextConfig.feedback_incorrect,
+        metadata={"help": "Feedback string shown to the teacher for an incorrect rollout."},
+    )
+    solution_sources: list[str] = field(
+        default_factory=lambda: list(SOURCES),
+        metadata={"help": "Solution sources in order of preference: sibling (a successful rollout of the same "
+                          "problem), dataset (the solution column), answer (answer_template with the answer column)."},
+    )
+    sibling_format: Literal["completion", "answer"] = field(
+        default=ContextConfig.sibling_format,
+        metadata={"help": "Show a sibling as its completion text, or as the answer line.", "choices": ["completion", "answer"]},
+    )
+    answer_template: str = field(
+        default=ContextConfig.answer_template, metadata={"help": "Answer-only solution line, with {answer}."},
+    )
+    max_solution_chars: int = field(
+        default=ContextConfig.max_solution_chars,
+        metadata={"help": "Keep at most this many trailing characters of a solution."},
+    )
+    strip_think: bool = field(
+        default=ContextConfig.strip_think, metadata={"help": "Strip <think>...</think> from sibling solutions."},
+    )
+    correct_threshold: float = field(
+        default=ContextConfig.correct_threshold,
+        metadata={"help": "A rollout is correct when its correctness reward is >= this."},
+    )
+
+    @property
+    def context_config(self) -> ContextConfig:
+        """The ``ContextConfig`` of these fields; an unset (None) field keeps ``ContextConfig``'s
+        default. ``solution_sources`` items may be comma-separated lists. Raises ValueError."""
+        kwargs: dict[str, Any] = {}
+        for name, key in CONTEXT_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[key] = _source_names(value) if key == "sources" else value
+        return ContextConfig(**kwargs)
+
+
+def unset_by_default(cls: type, name: str, doc: str) -> type:
+    """A dataclass with the fields of dataclass `cls` (same order, same metadata and help), each
+    typed ``X | None`` with the default None ("unset": its user fills it in), and `cls`'s
+    properties and methods."""
+    hints = typing.get_type_hints(cls)
+    specs = [(f.name, hints[f.name] | None, field(default=None, metadata=f.metadata)) for f in fields(cls)]
+    members = {k: v for k, v in vars(cls).items() if isinstance(v, property | FunctionType) and not k.startswith("__")}
+    return make_dataclass(name, specs, namespace={"__doc__": doc, "__module__": cls.__module__, **members})
+
+
+ContextOverrides = unset_by_default(
+    ContextFields, "ContextOverrides",
+    "``ContextFields`` unset by default (None): the command fills them in, else ``ContextConfig``'s defaults apply.",
+)
 
 
 @dataclass(frozen=True)

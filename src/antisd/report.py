@@ -1,9 +1,12 @@
 """Training report: a markdown summary and PNG plots from a run's logged metrics.
 
-Reads ``trainer_state.json`` (TRL/transformers ``log_history``) from a run or checkpoint
-folder and draws, per step: reward and accuracy, response length, teacher entropy with the
-gate's on/off band (H_warm, down_ratio*H_warm, up_ratio*H_warm), lambda, and the
-deliberation-token rate. ``antisd report RUN_DIR`` regenerates it for any run.
+Reads ``trainer_state.json`` (TRL/transformers ``log_history``) from a run folder, or from its
+newest checkpoint when the run has not finished, and draws, per step: reward and accuracy,
+response length, teacher entropy with the gate's on/off band (H_warm, down_ratio*H_warm,
+up_ratio*H_warm), lambda, and the deliberation-token rate. ``write_report`` also keeps its title
+and extra rows (e.g. the toy world's held-out accuracy) in ``report.json``, so that
+``antisd report RUN_DIR`` (``regenerate_report``) can redraw the report of any run, finished or
+not, without the model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+REPORT_SETTINGS = "report.json"
 PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("reward", ("reward", "accuracy", "eval/avg@k"), "reward / accuracy"),
     ("length", ("completions/mean_length",), "response length (tokens)"),
@@ -26,8 +30,8 @@ PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
-def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Per-step training logs of a run (the newest ``trainer_state.json`` found)."""
+def load_state(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``trainer_state.json``: the run folder's own, else the newest checkpoint's."""
     run_dir = Path(run_dir)
     candidates = [run_dir / "trainer_state.json"] + sorted(
         run_dir.glob("checkpoint-*/trainer_state.json"),
@@ -37,8 +41,17 @@ def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
     if not found:
         raise FileNotFoundError(f"no trainer_state.json in {run_dir} or its checkpoints")
     path = found[0] if found[0].parent == run_dir else found[-1]
-    history = json.loads(path.read_text())["log_history"]
-    return [h for h in history if "step" in h and "loss" in h]
+    return json.loads(path.read_text())
+
+
+def training_logs(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-step training logs (entries with a step and a loss) of a trainer state."""
+    return [h for h in state.get("log_history", []) if "step" in h and "loss" in h]
+
+
+def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per-step training logs of a run (the newest ``trainer_state.json`` found)."""
+    return training_logs(load_state(run_dir))
 
 
 def _series(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
@@ -123,12 +136,20 @@ def summarize(history: Sequence[dict]) -> dict[str, Any]:
 
 def write_report(run_dir: str | Path, *, title: str = "antisd training run", extra: dict[str, Any] | None = None,
                  down_ratio: float | None = None, up_ratio: float | None = None) -> Path:
-    """Write ``report.md`` and ``plots/curves.png`` into ``run_dir``; return the markdown path."""
+    """Write ``report.md``, ``plots/curves.png`` and ``report.json`` (title and extra rows, for
+    ``regenerate_report``) into ``run_dir``; return the markdown path."""
     run_dir = Path(run_dir)
-    history = load_history(run_dir)
+    state = load_state(run_dir)
+    history = training_logs(state)
     plots = plot_run(history, run_dir / "plots", title=title, down_ratio=down_ratio, up_ratio=up_ratio)
     summ = summarize(history)
     lines = [f"# {title}", "", f"Run folder: `{run_dir}`; {summ['steps']} optimizer steps.", ""]
+    reached, planned = state.get("global_step"), state.get("max_steps")
+    if isinstance(reached, int) and isinstance(planned, int) and reached < planned:
+        lines += [f"At step {reached} of max_steps {planned}: the run stopped early, is still running, or this "
+                  "is a checkpoint's state.", ""]
+    if not history:
+        lines += ["No training step is logged yet (the first log comes at step logging_steps).", ""]
     if extra:
         lines += ["| quantity | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in extra.items()]
@@ -144,5 +165,19 @@ def write_report(run_dir: str | Path, *, title: str = "antisd training run", ext
     lines += ["", "TensorBoard: `tensorboard --logdir " + str(run_dir) + "`", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
+    settings = {"title": title, "extra": extra or {}, "down_ratio": down_ratio, "up_ratio": up_ratio}
+    (run_dir / REPORT_SETTINGS).write_text(json.dumps(settings, indent=2, default=str) + "\n")
     logger.info("Wrote %s", path)
     return path
+
+
+def regenerate_report(run_dir: str | Path, *, title: str | None = None) -> Path:
+    """``antisd report RUN_DIR``: rewrite the report of a run from its logged metrics, with the
+    title and extra rows of ``report.json`` when the run has one (``title`` replaces the title).
+    Raises FileNotFoundError when the run has no ``trainer_state.json``."""
+    run_dir = Path(run_dir)
+    settings_path = run_dir / REPORT_SETTINGS
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    return write_report(run_dir, title=title or settings.get("title") or "antisd training run",
+                        extra=settings.get("extra"), down_ratio=settings.get("down_ratio"),
+                        up_ratio=settings.get("up_ratio"))

@@ -1,24 +1,25 @@
-"""EvalConfig (what to evaluate, how to sample, where to write) and its command line."""
+"""EvalConfig (what to evaluate, how to sample, where to write) and its command line
+(``antisd.configio.DataclassParser``, like ``antisd train`` and ``antisd pmi``).
+
+Imports only ``antisd.evaluate.benchmarks`` of this package: generation, results and the run
+take an ``EvalConfig``, so it sits below them. Whether ``backend="vllm"`` can run (vllm and a
+GPU) is checked by ``run_eval`` before any model loads.
+"""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import importlib
-import json
 import logging
 import os
 import re
-import types
-import typing
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from antisd.configio import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
 from antisd.data import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate.benchmarks import DATA_DIR_ENV, PAPER_BENCHMARKS, PRESETS, Benchmark, EvalError, parse_benchmark
-from antisd.evaluate.generation import resolve_backend
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -33,13 +34,13 @@ class EvalConfig:
 
     models: list[str] = field(default_factory=list, metadata=_help(
         "Model paths or hub names; LABEL=PATH names a model in the results (default label: the last path "
-        "part, parent_checkpoint-N for checkpoints)."))
+        "part, parent_checkpoint-N for checkpoints).", aliases=["--model"], metavar="MODEL"))
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS), metadata=_help(
         f"Preset names ({', '.join(PRESETS)}) or NAME=FILE_OR_HUB_NAME?problem=COL&answer=COL&id=COL&split=S"
-        "&config=C&k=N&like=PRESET. Default: the paper's five."))
+        "&config=C&k=N&like=PRESET. Default: the paper's five.", aliases=["--benchmark"], metavar="BENCHMARK"))
     n_samples: int | None = field(default=None, metadata=_help(
         "k, samples per problem for every benchmark (default: the benchmark's own, 32 for AIME/HMMT, "
-        "4 for Minerva/MATH-500/GSM8K and custom files)."))
+        "4 for Minerva/MATH-500/GSM8K and custom files).", aliases=["--k", "-k"]))
     temperature: float = field(default=0.6, metadata=_help(
         "Sampling temperature; 0 = greedy (then all k samples are identical). Project choice: the paper "
         "does not state it."))
@@ -109,8 +110,6 @@ class EvalConfig:
         if not self.rescore:
             self.model_specs()
             self.benchmark_specs()
-            if self.backend == "vllm":
-                resolve_backend("vllm")
         if self.temperature == 0:
             logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
 
@@ -151,100 +150,28 @@ def model_label(spec: str) -> tuple[str, str]:
 
 # ======================================================================================= command line
 
-_ALIASES = {"models": ["--model"], "benchmarks": ["--benchmark"], "n_samples": ["--k", "-k"]}
-_NONE = ("none", "null", "")
-
-
-def _str2bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "y", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(value: str) -> Any:
-        return None if value.lower() in _NONE else convert(value)
-
-    parse.__name__ = getattr(convert, "__name__", "value")
-    return parse
-
-
-def _json_object(value: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
-    return parsed
-
-
-def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
-    """argparse keyword arguments for a dataclass field of EvalConfig."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if isinstance(hint, types.UnionType) or optional else hint
-    kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
-    if typing.get_origin(base) is list:
-        kwargs.update(nargs="+", metavar=f.name.upper().rstrip("S"))
-    elif base is bool:
-        kwargs.update(type=_str2bool, nargs="?", const=True, metavar="BOOL")
-    elif typing.get_origin(base) is Literal:
-        kwargs.update(choices=list(typing.get_args(base)))
-    elif typing.get_origin(base) is dict:
-        kwargs.update(type=_optional(_json_object), metavar="JSON")
-    else:
-        kwargs.update(type=_optional(base) if optional else base)
-    return kwargs
-
 
 def _summary_line() -> str:
     """The first paragraph of the package docstring (``antisd.evaluate``), the command's description."""
-    return importlib.import_module(__package__).__doc__.split("\n\n")[0]
+    return sys.modules[__package__].__doc__.split("\n\n")[0]  # the package is imported before its modules
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="antisd eval", description=_summary_line(),
-                                     epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", action="append", default=[], metavar="YAML",
-                        help="YAML file of field: value (repeatable; the command line wins)")
-    hints = typing.get_type_hints(EvalConfig)
-    for f in dataclasses.fields(EvalConfig):
-        flags = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]))
-        parser.add_argument(*flags, **_argument(f, hints[f.name]))
-    defaults = EvalConfig.__dataclass_fields__
-    parser.set_defaults(**{name: (fl.default_factory() if fl.default_factory is not dataclasses.MISSING else fl.default)
-                           for name, fl in defaults.items()})
-    return parser
+def build_parser() -> DataclassParser:
+    """The parser of ``antisd eval``: one option per EvalConfig field, ``none``/``null`` for unset."""
+    return DataclassParser([EvalConfig], prog="antisd eval", description=_summary_line(), config_flag=True,
+                           none_words=NONE_WORDS,
+                           epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md")
 
 
 def parse_args(argv: Sequence[str]) -> EvalConfig:
     """EvalConfig from ``--config`` YAML files and flags (flags win). Raises EvalError on bad input."""
-    import yaml
-
-    parser = build_parser()
-    pre, _ = parser.parse_known_args(argv)
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    for file in pre.config:
-        try:
-            data = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise EvalError(f"config file {file!r}: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict) or set(data) - names - {"version"}:
-            bad = sorted(set(data) - names - {"version"}) if isinstance(data, dict) else data
-            raise EvalError(f"config file {file!r}: unknown keys {bad}; valid: {sorted(names)}")
-        data.pop("version", None)
-        for name in ("models", "benchmarks"):
-            if isinstance(data.get(name), str):
-                data[name] = [data[name]]
-        parser.set_defaults(**data)
-    args = vars(parser.parse_args(argv))
-    args.pop("config")
     try:
-        return EvalConfig(**args)
+        values, env = parse_with_configs(build_parser(), argv)
+    except CliError as e:
+        raise EvalError(str(e)) from None
+    export_env(env)
+    try:
+        return EvalConfig(**values)
     except (TypeError, ValueError) as e:
         if isinstance(e, EvalError):
             raise

@@ -1,33 +1,25 @@
-"""``PMIConfig``: what ``antisd pmi`` reads, samples, scores and writes (one help string per field).
+"""``PMIConfig``: what ``antisd pmi`` reads, samples, scores and writes (one help string per field),
+and its command line (``antisd.configio.DataclassParser``, like ``antisd train`` and ``antisd eval``).
 
 Fields left at ``None`` are filled, in this order, from the training YAML given as ``config``
 (the keys of ``AntiSDConfig``/``DataConfig``/``ModelArgs`` that matter here; every other key of
-the file is ignored) and then from the built-in defaults. The privileged context (template,
-feedback strings, solution sources, sibling format, answer line, correct threshold) therefore
-defaults to exactly what training used.
+the file is ignored) and then from the built-in defaults. The privileged context (the fields of
+``antisd.context.ContextFields``: template, feedback strings, solution sources, sibling format,
+answer line, solution length, think stripping, correct threshold) therefore defaults to exactly
+what training used.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.context import ContextConfig
+from antisd.configio import CliError, DataclassParser, parse_with_configs, read_yaml
+from antisd.context import CONTEXT_FIELDS, ContextOverrides
 
-# YAML key (AntiSDConfig field) -> ContextConfig field. Same mapping as AntiSDConfig.context_config.
-CONTEXT_KEYS: dict[str, str] = {
-    "teacher_template": "template",
-    "feedback_correct": "feedback_correct",
-    "feedback_incorrect": "feedback_incorrect",
-    "solution_sources": "sources",
-    "sibling_format": "sibling_format",
-    "answer_template": "answer_template",
-    "max_solution_chars": "max_solution_chars",
-    "strip_think": "strip_think",
-    "correct_threshold": "correct_threshold",
-}
 # YAML key -> PMIConfig field, for the non-context settings a training file also fixes.
 RUN_KEYS: dict[str, str] = {
     "model_name_or_path": "model",
@@ -66,14 +58,8 @@ class PMIConfigError(ValueError):
     """A bad option or config file: reported on one line before any model loads."""
 
 
-def _split_list(value: Any) -> Any:
-    return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
-
-
 def read_training_yaml(path: str | Path) -> dict[str, Any]:
     """A training YAML as a dict (``version``/``env`` dropped). Raises PMIConfigError."""
-    from antisd.cli import CliError, read_yaml
-
     try:
         data = read_yaml(path)
     except CliError as e:
@@ -83,8 +69,9 @@ def read_training_yaml(path: str | Path) -> dict[str, Any]:
 
 
 @dataclass
-class PMIConfig:
-    """Options of ``antisd pmi`` (``antisd.pmi.main``)."""
+class PMIConfig(ContextOverrides):
+    """Options of ``antisd pmi`` (``antisd.pmi.main``); the privileged-context options are
+    ``ContextOverrides`` (default: --config, else antisd.context's defaults)."""
 
     # ------------------------------------------------------------------ inputs
     model: str | None = field(default=None, metadata={"help": "Hub name or local path of the causal LM (student and teacher are the same weights). Default: model_name_or_path of --config."})
@@ -122,14 +109,6 @@ class PMIConfig:
     check_rollouts: int | None = field(default=None, metadata={"help": "Telescoping check (a separate whole-sequence forward) on at most this many rollouts (default: all)."})
     telescoping_atol: float = field(default=1e-3, metadata={"help": "Telescoping check: |sum_t u_t - (log pi(y|x,c) - log pi(y|x))| <= atol + rtol * (|log pi(y|x,c)| + |log pi(y|x)|)."})
     telescoping_rtol: float | None = field(default=None, metadata={"help": "Relative tolerance of the telescoping check (default 1e-5 for float32, 2e-2 for bfloat16/float16 weights)."})
-    # ------------------------------------------------------------------ privileged context (default: --config, else antisd.context)
-    teacher_template: str | None = field(default=None, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
-    feedback_correct: str | None = field(default=None, metadata={"help": "Feedback string for a correct rollout."})
-    feedback_incorrect: str | None = field(default=None, metadata={"help": "Feedback string for an incorrect rollout."})
-    solution_sources: str | None = field(default=None, metadata={"help": "Comma-separated solution sources in order of preference: sibling,dataset,answer."})
-    sibling_format: Literal["completion", "answer"] | None = field(default=None, metadata={"help": "Show a successful sibling as its completion text or as the answer line."})
-    answer_template: str | None = field(default=None, metadata={"help": "Answer-only solution line, with {answer}."})
-    correct_threshold: float | None = field(default=None, metadata={"help": "A rollout is correct when its reward is >= this."})
     # ------------------------------------------------------------------ aggregates and figures
     token_class: list[str] | None = field(default=None, metadata={"help": "Token classes NAME=word1,word2,... or NAME=@boxed (tokens inside \\boxed{}); replace the default class of that name. Defaults: deliberation, connective, answer (@boxed)."})
     min_count: int = field(default=5, metadata={"help": "The markdown token ranking lists tokens seen at least this often (the CSV lists all)."})
@@ -145,7 +124,6 @@ class PMIConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
-        self._context_extra: dict[str, Any] = {}
         if self.config is not None:
             self._fill_from_yaml(read_training_yaml(self.config))
         for name, value in FALLBACKS.items():
@@ -154,15 +132,11 @@ class PMIConfig:
         self._check()
 
     def _fill_from_yaml(self, data: dict[str, Any]) -> None:
-        fields = {f.name for f in dataclasses.fields(self)}
-        for key, name in {**RUN_KEYS, **{k: k for k in CONTEXT_KEYS}}.items():
+        for key, name in {**RUN_KEYS, **{k: k for k in CONTEXT_FIELDS}}.items():
             if key not in data or data[key] is None:
                 continue
-            if name not in fields:  # max_solution_chars, strip_think: context-only settings
-                self._context_extra[key] = data[key]
-            elif getattr(self, name) is None and not (name == "dataset" and self.rollouts is not None):
-                value = data[key]
-                setattr(self, name, ",".join(map(str, value)) if isinstance(value, list) else value)
+            if getattr(self, name) is None and not (name == "dataset" and self.rollouts is not None):
+                setattr(self, name, data[key])
 
     def _check(self) -> None:
         if (self.rollouts is None) == (self.dataset is None):
@@ -209,16 +183,6 @@ class PMIConfig:
         except ValueError as e:
             raise PMIConfigError(str(e)) from None
 
-    @property
-    def context_config(self) -> ContextConfig:
-        """The privileged-context settings (unset ones: antisd.context's defaults, as AntiSDConfig's)."""
-        kwargs: dict[str, Any] = {}
-        for key, name in CONTEXT_KEYS.items():
-            value = getattr(self, key, None) if key in self.__dataclass_fields__ else self._context_extra.get(key)
-            if value is not None:
-                kwargs[name] = tuple(_split_list(value)) if name == "sources" else value
-        return ContextConfig(**kwargs)
-
     def data_config(self, dataset: str | None = None):
         """antisd.data.DataConfig for --dataset (or ``dataset``)."""
         from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig
@@ -233,3 +197,19 @@ class PMIConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def build_parser() -> DataclassParser:
+    """The parser of ``antisd pmi``: every PMIConfig field is an option (``--config`` included)."""
+    return DataclassParser([PMIConfig], prog="antisd pmi",
+                           description="Per-token PMI u_t between a privileged self-teacher and the student.")
+
+
+def parse_args(argv: Sequence[str]) -> PMIConfig:
+    """PMIConfig from command-line arguments; a bad setting raises PMIConfigError (one line), a
+    malformed flag exits through argparse (usage, code 2)."""
+    try:
+        values, _ = parse_with_configs(build_parser(), argv, config_files=False)
+    except CliError as e:
+        raise PMIConfigError(str(e)) from None
+    return PMIConfig(**values)

@@ -1,8 +1,8 @@
-"""The built-in default of ``antisd train``: canonical AntiSD on the toy reasoning world.
+"""Built-in names of the toy reasoning world, and the default of ``antisd train`` on it.
 
-``antisd train`` with no ``--config`` runs ``TOY_TRAIN`` (mirrored, key for key, by
-``recipes/toy/antisd.yaml``; a test keeps them equal). Two built-in names make the toy world
-usable from any config:
+``antisd train`` with no ``--config`` runs ``recipes/toy/antisd.yaml`` (canonical AntiSD on the
+toy world; ``TOY_TRAIN`` is that file read). Two built-in names make the toy world usable from
+any config:
 
     model_name_or_path: toyworld        the cached toy base policy (built on first use, ~4 min on 2 idle cores;
                         toyworld:tiny   a seconds-long one for smoke tests)
@@ -27,67 +27,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from antisd.configio import RECIPES_DIR, CliError, read_yaml
+
 logger = logging.getLogger(__name__)
 
 TOY_MODEL = "toyworld"
 TOY_DATASET = "toyworld"
 TOY_TRAIN_PROBLEMS = 20_000  # > steps x problems per step: every step sees fresh problems
 
-TOY_TRAIN: dict[str, Any] = {
-    # model and data (built-in names, resolved by resolve_builtins)
-    "model_name_or_path": TOY_MODEL,
-    "dataset_name": TOY_DATASET,
-    "prompt_format": "plain",
-    # method: canonical AntiSD (the defaults of AntiSDConfig, restated for the reader)
-    "method": "antisd",
-    "lambda_max": 0.5,
-    # no "gate" key: the gate follows the method (teacher_entropy for antisd, none for sd), so
-    # `--method sd` on top of this default is the paper's ungated SD baseline
-    "gate_warmup_steps": 5,
-    "gate_down_ratio": 0.93,
-    "composition": "additive",
-    # the privileged context in the toy vocabulary (antisd.toyworld.traces)
-    "teacher_template": "{prompt} ref : {solution} . feedback : {feedback} .",
-    "feedback_correct": "right",
-    "feedback_incorrect": "wrong",
-    "answer_template": "x = {answer}",
-    "sibling_format": "answer",
-    # RL budget: 16 problems x 8 rollouts per step, 96-token responses
-    "per_device_train_batch_size": 128,
-    "num_generations": 8,
-    "max_completion_length": 96,
-    "max_steps": 400,
-    "learning_rate": 1e-4,
-    "lr_scheduler_type": "constant",
-    "warmup_steps": 0,
-    "beta": 0.0,
-    "temperature": 1.0,
-    "top_k": 0,
-    "top_p": 1.0,
-    "seed": 0,
-    # CPU settings (TRL-ON-CPU.md)
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "dataloader_num_workers": 0,
-    # outputs
-    "output_dir": "runs/toy-antisd",
-    "logging_steps": 5,
-    "save_strategy": "steps",
-    "save_steps": 100,
-    "report_to": ["tensorboard"],
-}
+TOY_RECIPE = RECIPES_DIR / "toy" / "antisd.yaml"
+# The settings of `antisd train` without --config (the recipe file is their only copy); empty
+# when the recipes folder is not installed (antisd train then needs --config or --recipe).
+TOY_TRAIN: dict[str, Any] = read_yaml(TOY_RECIPE) if TOY_RECIPE.is_file() else {}
 
 
 def default_train_argv() -> list[str]:
-    """``TOY_TRAIN`` as command-line tokens (the user's own flags are appended after them)."""
-    argv: list[str] = []
-    for key, value in TOY_TRAIN.items():
-        argv.append(f"--{key}")
-        if isinstance(value, list):
-            argv.extend(str(v) for v in value)
-        else:
-            argv.append(str(value).lower() if isinstance(value, bool) else str(value))
-    return argv
+    """``--config recipes/toy/antisd.yaml``: the arguments ``antisd train`` puts before the user's own."""
+    if not TOY_RECIPE.is_file():
+        raise CliError(f"no --config or --recipe given, and the built-in default {str(TOY_RECIPE)!r} is not in "
+                       "this install; run antisd train --config FILE.yaml or --recipe MODEL METHOD")
+    return ["--config", str(TOY_RECIPE)]
 
 
 def is_toy_model(name: str) -> bool:

@@ -1,20 +1,20 @@
-"""The built-in default of `antisd train` (the toy world) and its recipe file."""
+"""antisd.builtin: the built-in default of `antisd train` (recipes/toy/antisd.yaml, the toy world)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
-from antisd.defaults import TOY_TRAIN, default_train_argv, toy_dataset_file
+from antisd.builtin import TOY_RECIPE, TOY_TRAIN, default_train_argv, toy_dataset_file
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_recipe_file_mirrors_the_builtin_default():
-    doc = yaml.safe_load((ROOT / "recipes" / "toy" / "antisd.yaml").read_text())
-    assert doc.pop("version") == 1
-    assert doc == TOY_TRAIN
+def test_the_builtin_default_is_the_toy_recipe_file():
+    assert TOY_RECIPE.parts[-2:] == ("toy", "antisd.yaml")
+    assert default_train_argv() == ["--config", str(TOY_RECIPE)]
+    doc = yaml.safe_load(TOY_RECIPE.read_text())
+    assert doc.pop("version") == 1 and doc == TOY_TRAIN
+    assert (TOY_TRAIN["model_name_or_path"], TOY_TRAIN["dataset_name"], TOY_TRAIN["method"]) == (
+        "toyworld", "toyworld", "antisd")
+    assert "gate" not in TOY_TRAIN  # the gate follows --method (see the next tests)
 
 
 def test_default_argv_parses_into_the_canonical_config():
