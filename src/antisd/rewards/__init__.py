@@ -1,0 +1,23 @@
+"""Math answer checking for RL rewards and evaluation (math-verify 0.9.0 underneath).
+
+    extract   answer extraction (last box; ``Answer:`` lines and "final answer is" phrases when
+              the text has no box) and the strict format; pure, no math-verify
+    checker   the timed in-process math-verify check of one pair, its `Outcome`; run as a
+              script it is a verification worker (imports neither antisd nor torch)
+    pool      `VerifierPool`: worker processes with a hard deadline, for other threads
+    reward    `check_answer`, `math_reward`, `RewardStats`, `completion_text` and `MathReward`,
+              the TRL GRPOTrainer reward function
+
+Every check ends in exactly one `Outcome`; `RewardStats` counts them. Nothing raises: every
+exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass).
+"""
+
+from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome
+from antisd.rewards.extract import extract_answer, extract_boxed, is_strict_format
+from antisd.rewards.pool import VerifierPool, default_pool
+from antisd.rewards.reward import MathReward, RewardStats, check_answer, completion_text, math_reward
+
+__all__ = [
+    "MAX_ANSWER_CHARS", "MathReward", "Outcome", "RewardStats", "VerifierPool", "check_answer", "completion_text",
+    "default_pool", "extract_answer", "extract_boxed", "is_strict_format", "math_reward",
+]

@@ -1,0 +1,194 @@
+"""The public checks (`check_answer`, `math_reward`), outcome counts and TRL's reward function.
+
+`check_answer` extracts the final answer (``antisd.rewards.extract``) and compares it with the
+gold answer: in the main thread (and when no `VerifierPool` is passed) in-process under a
+SIGALRM deadline (``antisd.rewards.checker``), elsewhere, or whenever a pool is passed, in a
+worker process (``antisd.rewards.pool``). Every call ends in exactly one `Outcome`;
+`RewardStats` counts them. Nothing raises: every exception becomes ``Outcome.ERROR``
+(KeyboardInterrupt and SystemExit still pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, fields
+from typing import Any
+
+from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome, verify_inline
+from antisd.rewards.extract import extract_answer, is_strict_format
+from antisd.rewards.pool import VerifierPool, default_pool
+
+logger = logging.getLogger(__name__)
+
+
+_COUNTER_OF = {
+    Outcome.CORRECT: "n_correct",
+    Outcome.WRONG: "n_wrong",
+    Outcome.NO_ANSWER: "n_no_answer",
+    Outcome.UNCLOSED_BOX: "n_unclosed_box",
+    Outcome.FORMAT_VIOLATION: "n_format_violations",
+    Outcome.GOLD_UNPARSEABLE: "n_gold_unparseable",
+    Outcome.PRED_UNPARSEABLE: "n_pred_unparseable",
+    Outcome.TIMEOUT: "n_timeouts",
+    Outcome.ERROR: "n_errors",
+}
+
+
+@dataclass
+class RewardStats:
+    """Counts of outcomes; every counter but n_calls counts one `Outcome`, and they sum to
+    n_calls. Not locked: give each thread its own and `merge` them."""
+
+    n_calls: int = 0
+    n_correct: int = 0
+    n_wrong: int = 0
+    n_no_answer: int = 0
+    n_unclosed_box: int = 0
+    n_format_violations: int = 0
+    n_gold_unparseable: int = 0
+    n_pred_unparseable: int = 0
+    n_timeouts: int = 0
+    n_errors: int = 0
+
+    def record(self, outcome: Outcome) -> None:
+        self.n_calls += 1
+        name = _COUNTER_OF[outcome]
+        setattr(self, name, getattr(self, name) + 1)
+
+    def merge(self, other: RewardStats) -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    def as_dict(self, prefix: str = "reward") -> dict[str, float]:
+        """``{prefix}/n_calls``, ``{prefix}/accuracy`` and ``{prefix}/<outcome>_frac`` (0.0 when empty)."""
+        n = max(self.n_calls, 1)
+        out = {f"{prefix}/n_calls": float(self.n_calls), f"{prefix}/accuracy": self.n_correct / n}
+        for outcome, name in _COUNTER_OF.items():
+            if outcome is not Outcome.CORRECT:
+                out[f"{prefix}/{outcome.value}_frac"] = getattr(self, name) / n
+        return out
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def check_answer(
+    completion: str,
+    answer: str,
+    *,
+    timeout_s: float = 5.0,
+    pool: VerifierPool | None = None,
+) -> Outcome:
+    """Outcome of extracting an answer from `completion` and comparing it with gold `answer`.
+
+    Uses `pool` if given, else in-process math-verify in the main thread and `default_pool()`
+    elsewhere (see the module docstring). Never raises on any `completion` or `answer`
+    (KeyboardInterrupt/SystemExit aside); a `timeout_s` that is not a positive finite number
+    is a programming error and raises ValueError.
+    """
+    if not 0 < timeout_s < math.inf:
+        raise ValueError(f"timeout_s={timeout_s} must be a positive finite number of seconds")
+    try:
+        if not isinstance(answer, str):
+            answer = str(answer)  # datasets sometimes store integer answers
+        pred, how = extract_answer(completion)
+        if pred is None:
+            return Outcome.UNCLOSED_BOX if how == "unclosed_box" else Outcome.NO_ANSWER
+        if len(pred) > MAX_ANSWER_CHARS:
+            return Outcome.PRED_UNPARSEABLE
+        if pool is None and _in_main_thread():
+            return verify_inline(answer, pred, timeout_s)
+        return (pool or default_pool()).verify(answer, pred, timeout_s)
+    except Exception:  # noqa: BLE001 - a reward must never raise
+        logger.warning("answer check failed", exc_info=True)
+        return Outcome.ERROR
+
+
+def math_reward(
+    completion: str,
+    answer: str,
+    *,
+    timeout_s: float = 5.0,
+    stats: RewardStats | None = None,
+    pool: VerifierPool | None = None,
+) -> float:
+    """1.0 if math-verify judges the extracted answer equal to gold `answer`, else 0.0.
+
+    Records the `Outcome` in `stats` if given. Never raises, never hangs (see `check_answer`).
+    """
+    outcome = check_answer(completion, answer, timeout_s=timeout_s, pool=pool)
+    if stats is not None:
+        stats.record(outcome)
+    return 1.0 if outcome is Outcome.CORRECT else 0.0
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a TRL completion: a string, or chat messages (the last assistant message's
+    content, a string or a list of ``{"type": "text", "text": ...}`` parts). Else ""."""
+    if isinstance(completion, str):
+        return completion
+    if not isinstance(completion, (list, tuple)) or not completion:
+        return ""
+    messages = [m for m in completion if isinstance(m, dict)]
+    assistant = [m for m in messages if m.get("role") == "assistant"] or messages
+    content = assistant[-1].get("content") if assistant else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+class MathReward:
+    """TRL GRPOTrainer reward function: 1.0 for a correct final answer, else 0.0.
+
+    `format_strict=True` also requires `is_strict_format` (exactly one box, nothing but
+    whitespace, a closing math delimiter, a period and `end_token` after it), so a policy
+    cannot pad text after its answer or hedge with several boxes; a correct answer in the
+    wrong format scores 0 and counts as ``format_violation``. Cumulative counts are in
+    ``self.stats``; under TRL each batch's fractions also go to ``log_metric`` and each
+    completion's outcome to the ``math_outcome`` column of ``log_extra``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 5.0,
+        format_strict: bool = False,
+        end_token: str | None = None,
+        pool: VerifierPool | None = None,
+        metric_prefix: str = "math_reward",
+    ) -> None:
+        if not 0 < timeout_s < math.inf:
+            raise ValueError(f"timeout_s={timeout_s} must be a positive finite number of seconds per completion")
+        self.__name__ = "math_reward"  # TRL reads reward_func.__name__
+        self.timeout_s = timeout_s
+        self.format_strict = format_strict
+        self.end_token = end_token
+        self.pool = pool
+        self.metric_prefix = metric_prefix
+        self.stats = RewardStats()
+
+    def score(self, completion: Any, answer: str) -> Outcome:
+        text = completion_text(completion)
+        if self.format_strict and not is_strict_format(text, self.end_token):
+            return Outcome.FORMAT_VIOLATION
+        return check_answer(text, answer, timeout_s=self.timeout_s, pool=self.pool)
+
+    def __call__(self, prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
+        if len(completions) != len(answer):
+            raise ValueError(f"got {len(completions)} completions but {len(answer)} answers; they must pair up")
+        outcomes = [self.score(completion, gold) for completion, gold in zip(completions, answer)]
+        batch = RewardStats()
+        for outcome in outcomes:
+            batch.record(outcome)
+        self.stats.merge(batch)
+        if callable(log_metric := kwargs.get("log_metric")):
+            for name, value in batch.as_dict(self.metric_prefix).items():
+                log_metric(name, value)
+        if callable(log_extra := kwargs.get("log_extra")):
+            log_extra("math_outcome", [outcome.value for outcome in outcomes])
+        return [1.0 if outcome is Outcome.CORRECT else 0.0 for outcome in outcomes]
