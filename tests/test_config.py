@@ -174,6 +174,8 @@ def test_dataclass_parser_conventions():
     values, _ = parse_with_configs(parser, ["--name", "x", "--no-flag", "--count", "none", "--kind", "b"])
     assert (values["flag"], values["count"], values["kind"]) == (False, None, "b")
     assert parse_with_configs(parser, ["--name", "x", "--flag"])[0]["flag"] is True
+    plain = DataclassParser([Example], prog="example", bool_metavar="BOOL", negations=False)
+    assert "--flag [BOOL]" in plain.format_help() and "--no_flag" not in plain.format_help()
     strict = DataclassParser([Example], prog="example", error=CliError)  # no none words: "none" is text
     assert parse_with_configs(strict, ["--name", "x", "--label", "none"])[0]["label"] == "none"
     for argv, message in [(["--name", "x", "--count", "none"], "invalid int value: 'none'"),

@@ -16,7 +16,8 @@ command line. ``env:`` in a file maps VARIABLE: value; ``export_env`` sets them.
 
 Conventions of ``DataclassParser`` for every command: ``--name`` and ``--kebab-name`` per field
 (plus the field's ``aliases`` metadata), ``--flag [BOOL]`` for booleans (1/true/yes/y/on/t or
-0/false/no/n/off/f; a field that defaults to true also gets ``--no_flag``), lists as several
+0/false/no/n/off/f; a field that defaults to true also gets ``--no_flag`` unless the command
+says otherwise), lists as several
 values, mappings as JSON, ``Literal`` types as choices, and a field declared by several
 dataclasses is one option whose value goes to all of them. Optional fields read ``none``,
 ``null`` or an empty string as None where the command asks for it (``none_words``).
@@ -168,14 +169,18 @@ class DataclassParser(HfArgumentParser):
     """The command line of one or more dataclasses (the conventions in the module docstring).
 
     `config_flag`: also list ``--config YAML`` (repeatable) in the help; ``parse_with_configs``
-    reads those files. `none_words`: strings an optional field reads as None. `error`: an
-    exception class raised with argparse's message instead of printing the usage and exiting
-    with code 2. Other keyword arguments go to ``argparse.ArgumentParser``.
+    reads those files. `none_words`: strings an optional field reads as None. `bool_metavar`:
+    the metavar of ``--flag [BOOL]`` (default: the field name). `negations`: add ``--no_flag``
+    for booleans that default to true. `error`: an exception class raised with argparse's
+    message instead of printing the usage and exiting with code 2. Other keyword arguments go
+    to ``argparse.ArgumentParser``.
     """
 
-    def __init__(self, dataclass_types: Sequence[type], *, config_flag: bool = False,
-                 none_words: Sequence[str] = (), error: type[Exception] | None = None, **kwargs: Any) -> None:
+    def __init__(self, dataclass_types: Sequence[type], *, config_flag: bool = False, none_words: Sequence[str] = (),
+                 bool_metavar: str | None = None, negations: bool = True, error: type[Exception] | None = None,
+                 **kwargs: Any) -> None:
         self.none_words = tuple(w.lower() for w in none_words)
+        self.bool_metavar, self.negations = bool_metavar, negations
         self.error_class = error
         super().__init__([], **kwargs)
         if config_flag:
@@ -194,6 +199,10 @@ class DataclassParser(HfArgumentParser):
         action = parser._option_string_actions[f"--{field.name}"]
         if action.type is _hf_string_to_bool:
             action.type = string_to_bool
+            action.metavar = self.bool_metavar or action.metavar
+            negation = parser._option_string_actions.get(f"--no_{field.name}")
+            if negation is not None and not self.negations:  # argparse's own removal of an option
+                parser._handle_conflict_resolve(None, [(flag, negation) for flag in negation.option_strings])
         elif _is_mapping(field.type):
             action.type, action.metavar = json_object, action.metavar or "JSON"
         if optional and self.none_words and action.type is not None:

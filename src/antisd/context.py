@@ -138,17 +138,9 @@ class ContextFields:
     ``AntiSDConfig`` (``antisd train``) mixes them in, ``PMIConfig`` (``antisd pmi``) their unset
     variant ``ContextOverrides``. ``context_config`` is the ``ContextConfig`` they describe."""
 
-    teacher_template: str = field(
-        default=ContextConfig.template, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."},
-    )
-    feedback_correct: str = field(
-        default=ContextConfig.feedback_correct,
-        metadata={"help": "Feedback string shown to the teacher for a correct rollout."},
-    )
-    feedback_incorrect: str = field(
-        default=ContextConfig.feedback_incorrect,
-        metadata={"help": "Feedback string shown to the teacher for an incorrect rollout."},
-    )
+    teacher_template: str = field(default=ContextConfig.template, metadata={"help": "Teacher prompt template with {prompt}, {solution}, {feedback}."})
+    feedback_correct: str = field(default=ContextConfig.feedback_correct, metadata={"help": "Feedback string shown to the teacher for a correct rollout."})
+    feedback_incorrect: str = field(default=ContextConfig.feedback_incorrect, metadata={"help": "Feedback string shown to the teacher for an incorrect rollout."})
     solution_sources: list[str] = field(
         default_factory=lambda: list(SOURCES),
         metadata={"help": "Solution sources in order of preference: sibling (a successful rollout of the same "
@@ -158,20 +150,10 @@ class ContextFields:
         default=ContextConfig.sibling_format,
         metadata={"help": "Show a sibling as its completion text, or as the answer line.", "choices": ["completion", "answer"]},
     )
-    answer_template: str = field(
-        default=ContextConfig.answer_template, metadata={"help": "Answer-only solution line, with {answer}."},
-    )
-    max_solution_chars: int = field(
-        default=ContextConfig.max_solution_chars,
-        metadata={"help": "Keep at most this many trailing characters of a solution."},
-    )
-    strip_think: bool = field(
-        default=ContextConfig.strip_think, metadata={"help": "Strip <think>...</think> from sibling solutions."},
-    )
-    correct_threshold: float = field(
-        default=ContextConfig.correct_threshold,
-        metadata={"help": "A rollout is correct when its correctness reward is >= this."},
-    )
+    answer_template: str = field(default=ContextConfig.answer_template, metadata={"help": "Answer-only solution line, with {answer}."})
+    max_solution_chars: int = field(default=ContextConfig.max_solution_chars, metadata={"help": "Keep at most this many trailing characters of a solution."})
+    strip_think: bool = field(default=ContextConfig.strip_think, metadata={"help": "Strip <think>...</think> from sibling solutions."})
+    correct_threshold: float = field(default=ContextConfig.correct_threshold, metadata={"help": "A rollout is correct when its correctness reward is >= this."})
 
     @property
     def context_config(self) -> ContextConfig:

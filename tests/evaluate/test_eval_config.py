@@ -57,7 +57,7 @@ def test_config_file_values_and_env(tmp_path, monkeypatch):
     config = tmp_path / "eval.yaml"
     config.write_text("version: 1\nmodels: [a=m1, b=m2]\nbenchmarks: aime24\nlimit: null\nplot: off\n"
                       "system_prompt: none\nenv:\n  ANTISD_EVAL_TEST: 7\n")
-    cfg = ev.parse_args(["--config", str(config), "--no-show-progress"])
+    cfg = ev.parse_args(["--config", str(config), "--show-progress", "off"])
     assert (cfg.models, cfg.benchmarks, cfg.limit, cfg.plot, cfg.show_progress, cfg.system_prompt) == (
         ["a=m1", "b=m2"], ["aime24"], None, False, False, None)
     assert os.environ["ANTISD_EVAL_TEST"] == "7"

@@ -159,7 +159,7 @@ def _summary_line() -> str:
 def build_parser() -> DataclassParser:
     """The parser of ``antisd eval``: one option per EvalConfig field, ``none``/``null`` for unset."""
     return DataclassParser([EvalConfig], prog="antisd eval", description=_summary_line(), config_flag=True,
-                           none_words=NONE_WORDS,
+                           none_words=NONE_WORDS, bool_metavar="BOOL", negations=False,
                            epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md")
 
 
