@@ -182,8 +182,13 @@ def _prefix_binds(python: str) -> list[str]:
     return args
 
 
-def bwrap_argv(bwrap: str, python: str, limits: Limits, *, as_root: bool) -> list[str]:
-    """The bwrap command line up to (not including) the interpreter's arguments."""
+def bwrap_argv(bwrap: str, python: str, limits: Limits, *, as_root: bool, tmpfs_size: bool = True) -> list[str]:
+    """The bwrap command line up to (not including) the interpreter's arguments.
+
+    tmpfs_size: cap /sandbox with ``--size`` (bubblewrap >= 0.10; older ones, e.g. Debian 12's
+    0.8, lack it: then only RLIMIT_FSIZE bounds each file, not their total).
+    """
+    size = ["--size", str(limits.scratch_bytes)] if tmpfs_size else []
     namespaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not as_root:  # unprivileged bwrap needs a user namespace; root keeps CAP_SETUID to drop uid
         namespaces += ["--unshare-user", "--cap-drop", "ALL"]
@@ -191,7 +196,7 @@ def bwrap_argv(bwrap: str, python: str, limits: Limits, *, as_root: bool) -> lis
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "HOME", SANDBOX_DIR, "--setenv", "TMPDIR", SANDBOX_DIR,
             *_system_binds(), *_prefix_binds(python), "--proc", "/proc", "--dev", "/dev",
-            "--perms", "0777", "--size", str(limits.scratch_bytes), "--tmpfs", SANDBOX_DIR,
+            "--perms", "0777", *size, "--tmpfs", SANDBOX_DIR,
             "--chdir", SANDBOX_DIR, "--", python]
 
 
@@ -200,7 +205,7 @@ def bwrap_argv(bwrap: str, python: str, limits: Limits, *, as_root: bool) -> lis
 # ------------------------------------------------------------------------------------------
 
 _uid_counter = itertools.count()
-_probe_cache: dict[tuple[str, str], str | None] = {}
+_probe_cache: dict[tuple[str, str], tuple[str | None, bool]] = {}
 _logged: set[tuple[str, str]] = set()
 _NOT_ENFORCED_WITHOUT_BWRAP = (
     "network access, a read-only view of the filesystem (the program can read every file this "
@@ -226,6 +231,7 @@ class LocalExecutor:
         self.python = python or default_python()
         self.bwrap = bwrap or (find_bwrap() if isolation != "none" else None)
         self._isolation: str | None = None if isolation != "none" else "none"
+        self.tmpfs_size = True
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for process pools
         return dict(self.__dict__)
@@ -267,13 +273,21 @@ class LocalExecutor:
         if key not in _probe_cache:
             request = {"mode": "io", "program": "def f(x):\n    return x + 1\n", "setup": "",
                        "entry_point": "f", "inputs": [[1]], "time_limits": None}
-            try:
-                result = self._run(request, Limits(wall_s=30.0), "bwrap")
-                ok = any(r.get("out") == 2 for r in result.records)
-                _probe_cache[key] = None if ok else f"probe run: {result.status} {result.stderr.strip()[:300]}"
-            except OSError as exc:
-                _probe_cache[key] = f"probe run: {exc}"
-        failure = _probe_cache[key]
+            failure = None
+            for self.tmpfs_size in (True, False):
+                try:
+                    result = self._run(request, Limits(wall_s=30.0), "bwrap")
+                    if any(r.get("out") == 2 for r in result.records):
+                        failure = None
+                        break
+                    failure = f"probe run: {result.status} {result.stderr.strip()[:300]}"
+                except OSError as exc:
+                    failure = f"probe run: {exc}"
+            if failure is None and not self.tmpfs_size:
+                logger.warning("code sandbox: this bwrap has no --size; /sandbox is an uncapped tmpfs "
+                               "(each file is still capped by RLIMIT_FSIZE)")
+            _probe_cache[key] = (failure, self.tmpfs_size)
+        failure, self.tmpfs_size = _probe_cache[key]
         if failure is not None:
             if self.requested == "bwrap":
                 raise RuntimeError(f"isolation='bwrap' requested but bwrap does not work here: {failure}")
@@ -307,7 +321,8 @@ class LocalExecutor:
             tail = ["-I", "-S", "-c", DRIVER_SOURCE, json.dumps(config)]
             if isolation == "bwrap":
                 assert self.bwrap is not None
-                argv = bwrap_argv(self.bwrap, self.python, limits, as_root=os.geteuid() == 0) + tail
+                argv = bwrap_argv(self.bwrap, self.python, limits, as_root=os.geteuid() == 0,
+                                  tmpfs_size=self.tmpfs_size) + tail
                 env, cwd = {}, "/"
             else:
                 workdir = tempfile.mkdtemp(prefix="antisd-sandbox-")
