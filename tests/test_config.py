@@ -229,6 +229,9 @@ def test_pmi_context_options_fall_back_to_the_training_yaml(tmp_path):
     ctx = cfg.context_config
     assert (cfg.model, ctx.feedback_correct, ctx.feedback_incorrect) == ("m", "right", ContextConfig.feedback_incorrect)
     assert (ctx.sources, ctx.strip_think, ctx.max_solution_chars) == (("dataset", "answer"), False, 50)
+    with pytest.raises(SystemExit) as e:  # argparse's usage and exit code 2, before any model loads
+        parse_pmi_args(["--model", "m", "--dataset", "d.jsonl", "--bogus", "1"])
+    assert e.value.code == 2
 
 
 def test_antisd_config_builds_its_context_from_the_mixin(base_yaml):

@@ -53,14 +53,15 @@ from antisd.pmi.compute import (
     token_pieces,
     tokenize_prompt,
 )
-from antisd.pmi.config import PMIConfig, PMIConfigError
+from antisd.pmi.config import PMIConfig, PMIConfigError, build_parser, parse_args
 from antisd.pmi.render import plot_heatmap, plot_strip, render_html, visible_whitespace
 from antisd.pmi.run import main, run
 from antisd.pmi.sources import read_rollouts, sample_rollouts
 
 __all__ = [
     "DEFAULT_CLASSES", "PMIAggregator", "PMIConfig", "PMIConfigError", "PMIRecord", "PMITables", "Rollout",
-    "SkipLog", "TokenClass", "aggregate", "bootstrap_ci", "boxed_mask", "compute_pmi", "main", "parse_token_classes",
+    "SkipLog", "TokenClass", "aggregate", "bootstrap_ci", "boxed_mask", "build_parser", "compute_pmi", "main",
+    "parse_args", "parse_token_classes",
     "plot_heatmap", "plot_strip", "read_rollouts", "records_from_stored", "render_html", "run", "sample_rollouts",
     "score_completions", "sequence_logprob", "token_pieces", "tokenize_prompt", "visible_whitespace",
 ]
