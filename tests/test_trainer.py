@@ -193,3 +193,18 @@ def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_p
     for step, vals in runs[False][0].items():
         for k in keys:
             assert runs[True][0][step][k] == pytest.approx(vals[k], rel=1e-5, abs=1e-7), (step, k)
+
+
+def test_pruned_generation_serves_trl_generation_and_is_removed_after(tiny_model_path, tmp_path, monkeypatch):
+    import antisd.trainer as trainer_module
+
+    calls = []
+    real = trainer_module.pruned_generate
+    monkeypatch.setattr(trainer_module, "pruned_generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", max_steps=2, generation_prune_finished=True,
+                      logps_batch_rows=3)
+    tr.train()
+    assert len(calls) == 2  # one generation batch per step
+    assert "generate" not in tr.model.__dict__  # the instance attribute is gone: model.generate is the class's again
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert all(math.isfinite(h["loss"]) and 0 < h["completions/mean_length"] for h in logs)

@@ -1,8 +1,8 @@
 """Fails loudly when the TRL internals AntiSDTrainer relies on change shape.
 
 AntiSDTrainer overrides ``_calculate_rewards``, ``_generate_and_score_completions``,
-``_save_checkpoint`` and ``_load_optimizer_and_scheduler`` (calling super first), and calls
-``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
+``_save_checkpoint``, ``_load_optimizer_and_scheduler`` and ``_generate_single_turn`` (calling super
+first / around it), and calls ``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
 any of these, upgrade deliberately: re-read the new methods, adapt the trainer, then the pins.
 """
 
@@ -33,6 +33,16 @@ def test_private_hook_signatures():
     assert p[:7] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy"]
     assert _params(GRPOTrainer._save_checkpoint) == ["self", "model", "trial"]
     assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
+    assert _params(GRPOTrainer._generate_single_turn)[:3] == ["self", "prompt_ids", "images"]
+
+
+def test_plain_generation_calls_the_unwrapped_models_generate():
+    """generation_prune_finished serves ``unwrapped_model.generate(**inputs, generation_config=...)`` for the
+    duration of ``_generate_single_turn``: TRL must still call it that way on the transformers path."""
+    src = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "unwrapped_model.generate(" in src
+    assert "generation_config=self.generation_config" in src
+    assert "unwrap_model_for_generation(" in src
 
 
 def test_loss_accepts_token_level_advantages():

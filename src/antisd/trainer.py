@@ -39,15 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import gather, gather_object
+from accelerate.utils import DistributedType, gather, gather_object
+from transformers import PreTrainedModel
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from antisd.advantages import scored_token_mask, token_level_advantages, token_term_statistics
+from antisd.batching import length_bucketed
 from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
 from antisd.gate import SchmittGate, gate_statistic, make_gate
 from antisd.logprobs import _needs_full_logits, per_token_logps_and_entropies
+from antisd.pruned_generation import pruned_generate
+from antisd.pruned_generation import supports as pruned_supports
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +129,8 @@ class AntiSDTrainer(GRPOTrainer):
         )
         self._generation_index = 0
         self._stash: dict[str, Any] = {}
-        self._pending_token_term: dict[str, Any] | None = None
+        self._pending_token_term: tuple[PendingTokenTerm, dict] | None = None
+        self._logged_once: set[str] = set()
         self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
@@ -148,6 +153,58 @@ class AntiSDTrainer(GRPOTrainer):
             return output
         self._generation_index += 1
         return self._apply_token_term(inputs, output, stash)
+
+    def _generate_single_turn(self, *args, **kwargs):
+        """TRL's generation; with ``generation_prune_finished`` the unwrapped model's ``generate`` is served by
+        ``antisd.pruned_generation`` for the duration of the call (same sampling distribution)."""
+        model = self._prunable_model()
+        if model is None:
+            return super()._generate_single_turn(*args, **kwargs)
+        original = model.__dict__.get("generate")
+
+        def generate(input_ids=None, attention_mask=None, generation_config=None, **extra):
+            reason = "extra inputs " + ", ".join(sorted(extra)) if extra else pruned_supports(generation_config)
+            if reason is not None:
+                self._log_once(f"generation_prune_finished: {reason}; using transformers' generate")
+                fallback = original or type(model).generate.__get__(model)
+                return fallback(input_ids=input_ids, attention_mask=attention_mask,
+                                generation_config=generation_config, **extra)
+            gc = generation_config
+            eos = gc.eos_token_id if isinstance(gc.eos_token_id, (list, tuple)) else [gc.eos_token_id]
+            return pruned_generate(model, input_ids, attention_mask, max_new_tokens=gc.max_new_tokens,
+                                   eos_token_ids=eos, pad_token_id=gc.pad_token_id, temperature=gc.temperature or 1.0,
+                                   top_k=gc.top_k, top_p=gc.top_p)
+
+        model.generate = generate
+        try:
+            return super()._generate_single_turn(*args, **kwargs)
+        finally:
+            if original is None:
+                del model.generate
+            else:
+                model.generate = original
+
+    def _prunable_model(self):
+        """The model TRL generates with, when pruned generation applies to it; else None (logged once)."""
+        if not self.args.generation_prune_finished:
+            return None
+        reason = None
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            reason = "vLLM / continuous batching generate instead"
+        elif self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            reason = f"{self.accelerator.distributed_type} shards the weights"
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        if reason is None and not isinstance(model, PreTrainedModel):
+            reason = f"the model is a {type(model).__name__} (PEFT or custom), not a transformers PreTrainedModel"
+        if reason is not None:
+            self._log_once(f"generation_prune_finished ignored: {reason}")
+            return None
+        return model
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged_once:
+            self._logged_once.add(message)
+            logger.info(message)
 
     # ------------------------------------------------------------------ the token term
     def _global_contexts(self, inputs, stash) -> tuple[list[TeacherContext], torch.Tensor]:
@@ -302,13 +359,20 @@ class AntiSDTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, compute_aux_loss=False, **kwargs):
-        if self._use_fast_logprobs(model, compute_aux_loss, kwargs):
-            out = self._fast_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
-                                                 compute_entropy)
+        def one_pass(ids, mask, k):
+            if self._use_fast_logprobs(model, compute_aux_loss, kwargs):
+                return self._fast_logps_and_entropies(model, ids, mask, k, batch_size, compute_entropy)
+            return super(AntiSDTrainer, self)._get_per_token_logps_and_entropies(
+                model, ids, mask, k, batch_size=batch_size, compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss, **kwargs)
+
+        rows = self.args.logps_batch_rows
+        if rows and input_ids.size(0) > rows and not compute_aux_loss and all(v is None for v in kwargs.values()):
+            logps, ents = length_bucketed(lambda ids, mask, k: one_pass(ids, mask, k)[:2], input_ids, attention_mask,
+                                          logits_to_keep, rows)
+            out = (logps, ents if compute_entropy else None, None)
         else:
-            out = super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+            out = one_pass(input_ids, attention_mask, logits_to_keep)
         waiting, self._pending_token_term = self._pending_token_term, None
         if waiting is not None:
             pending, batch = waiting
