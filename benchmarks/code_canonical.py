@@ -1,23 +1,114 @@
-"""Canonical solutions against their own tests: every task of HumanEval+ and MBPP+ (base + plus)
-and of the MBPP train split, scored through the sandbox like any candidate program.
+"""Canonical solutions against their own tests, and samples files scored by antisd and EvalPlus.
 
+    # every task of HumanEval+ / MBPP+ (base + plus) and MBPP train, canonical program only
     python benchmarks/code_canonical.py [--benchmarks humaneval_plus mbpp_plus mbpp_train]
                                         [--workers N] [--isolation auto|bwrap|none] [--cache-dir DIR]
 
-Prints, per benchmark: tasks, passed (base, base+plus), the failing task ids with the first
-failure, the time to compute expected outputs (the first run; later runs read the cache) and the
-time to score. Exit status 1 if any canonical solution fails. Results: docs/code.md.
+    # three samples per task in EvalPlus's format: canonical, `return None`, an object equal to anything
+    python benchmarks/code_canonical.py --write-samples DIR
+    # scoring throughput: N completions on MBPP train (half the reference in a fence, half wrong)
+    python benchmarks/code_canonical.py --throughput 200
+    # score a samples file (per-task results to JSON); compare with EvalPlus's eval_results.json
+    python benchmarks/code_canonical.py --samples FILE --benchmark mbpp_plus [--results-out OUT.json]
+                                        [--evalplus-results eval_results.json]
+
+Prints per benchmark: tasks, passed (base, base+plus), failing task ids with the first failure,
+time to compute expected outputs (first run; later runs read the cache) and time to score. Exit
+status 1 if a canonical solution fails. Results: docs/code.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
-from antisd.code import CodeScorer, HarnessConfig, LocalExecutor, load_tasks
+from antisd.code import CodeScorer, HarnessConfig, LocalExecutor, load_tasks, score_samples
 from antisd.code.data import BENCHMARKS
+
+ALWAYS_EQUAL = "class _A:\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n        return False\n"
+
+
+def canonical(scorer: CodeScorer, names: list[str]) -> bool:
+    ok = True
+    for name in names:
+        tasks = load_tasks(name)
+        start = time.monotonic()
+        unusable = scorer.prepare(tasks)
+        prepared = time.monotonic() - start
+        results = scorer.score_programs([(task, task.reference) for task in tasks])
+        scored = time.monotonic() - start - prepared
+        base = sum(1 for r in results if r is not None and r.passed(plus=False))
+        plus = sum(1 for r in results if r is not None and r.passed(plus=True))
+        print(f"{name}: {len(tasks)} tasks, base {base}/{len(tasks)}, base+plus {plus}/{len(tasks)}, "
+              f"expected outputs {prepared:.1f} s, scoring {scored:.1f} s", flush=True)
+        for task, result in zip(tasks, results):
+            if result is None:
+                print(f"  {task.task_id}: unusable: {unusable.get(task.task_id)}")
+            elif not result.passed():
+                bad = result.base if not result.base.passed else result.plus
+                print(f"  {task.task_id}: {bad.status}: {bad.failure}")
+        ok = ok and plus == len(tasks)
+    return ok
+
+
+def write_samples(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("humaneval_plus", "mbpp_plus"):
+        with open(directory / f"{name}_samples.jsonl", "w", encoding="utf-8") as handle:
+            for task in load_tasks(name):
+                for program in (task.reference, f"def {task.entry_point}(*args):\n    return None\n",
+                                ALWAYS_EQUAL + f"def {task.entry_point}(*args):\n    return _A()\n"):
+                    handle.write(json.dumps({"task_id": task.task_id, "solution": program}) + "\n")
+        print(f"wrote {directory / f'{name}_samples.jsonl'}")
+
+
+def _evalplus_verdicts(path: Path) -> dict[str, list[tuple[bool, bool]]]:
+    data = json.loads(path.read_text())
+    return {task_id: [(s["base_status"] == "pass", s["base_status"] == "pass" and s["plus_status"] == "pass")
+                      for s in samples] for task_id, samples in data["eval"].items()}
+
+
+def samples(scorer: CodeScorer, path: Path, benchmark: str, out: Path | None, evalplus: Path | None) -> None:
+    start = time.monotonic()
+    report = score_samples(path, load_tasks(benchmark), scorer, ks=(1,))
+    print(f"{path.name}: {report.n_scored} samples scored in {time.monotonic() - start:.1f} s, "
+          f"{len(report.skipped)} skipped; pass@1 base {report.pass_at_k['base'].get(1, float('nan')):.4f}, "
+          f"base+plus {report.pass_at_k['base+plus'].get(1, float('nan')):.4f}")
+    ours = {tid: list(zip(t.base, t.plus)) for tid, t in report.tasks.items()}
+    if out is not None:
+        out.write_text(json.dumps({tid: {"base": t.base, "plus": t.plus, "details": t.details}
+                                   for tid, t in report.tasks.items()}, indent=1))
+    if evalplus is None:
+        return
+    theirs = _evalplus_verdicts(evalplus)
+    same = differ = 0
+    for task_id in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(task_id, []), theirs.get(task_id, [])
+        if a == b:
+            same += 1
+        else:
+            differ += 1
+            print(f"  {task_id}: antisd (base, base+plus) per sample {a}, evalplus {b}")
+    print(f"agreement: {same} tasks identical, {differ} differ (per sample, base and base+plus)")
+
+
+def throughput(scorer: CodeScorer, n: int) -> None:
+    fence = "`" * 3
+    tasks = load_tasks("mbpp_train")[: max(1, n // 2)]
+    pairs = [(task, f"Solution:\n{fence}python\n{task.reference}\n{fence}") for task in tasks]
+    pairs += [(task, f"{fence}python\ndef {task.entry_point}(*args):\n    return 0\n{fence}") for task in tasks]
+    pairs = pairs[:n]
+    scorer.prepare([task for task, _ in pairs])  # expected values are computed once, not per step
+    for attempt in (1, 2):
+        start = time.monotonic()
+        outcomes, stats = scorer.score_completions([t for t, _ in pairs], [c for _, c in pairs])
+        elapsed = time.monotonic() - start
+        print(f"run {attempt}: {len(pairs)} completions in {elapsed:.2f} s = {100 * elapsed / len(pairs):.2f} s per 100 "
+              f"({stats.n_passed} passed, {stats.n_failed} failed, {stats.n_timeout} timeouts)", flush=True)
 
 
 def main() -> int:
@@ -26,30 +117,26 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "none"))
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--write-samples", type=Path, default=None)
+    parser.add_argument("--samples", type=Path, default=None)
+    parser.add_argument("--benchmark", choices=("humaneval_plus", "mbpp_plus"), default="mbpp_plus")
+    parser.add_argument("--results-out", type=Path, default=None)
+    parser.add_argument("--evalplus-results", type=Path, default=None)
+    parser.add_argument("--throughput", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    failed_any = False
+    if args.write_samples is not None:
+        write_samples(args.write_samples)
+        return 0
     with CodeScorer(LocalExecutor(args.isolation), HarnessConfig(cache_dir=args.cache_dir), workers=args.workers) as scorer:
-        print(f"isolation: {scorer.executor.isolation}, workers: {scorer.workers}")
-        for name in args.benchmarks:
-            tasks = load_tasks(name)
-            start = time.monotonic()
-            unusable = scorer.prepare(tasks)
-            prepared = time.monotonic() - start
-            results = scorer.score_programs([(task, task.reference) for task in tasks])
-            scored = time.monotonic() - start - prepared
-            base = sum(1 for r in results if r is not None and r.passed(plus=False))
-            plus = sum(1 for r in results if r is not None and r.passed(plus=True))
-            print(f"{name}: {len(tasks)} tasks, base {base}/{len(tasks)}, base+plus {plus}/{len(tasks)}, "
-                  f"expected outputs {prepared:.1f} s, scoring {scored:.1f} s")
-            for task, result in zip(tasks, results):
-                if result is None:
-                    print(f"  {task.task_id}: unusable: {unusable.get(task.task_id)}")
-                elif not result.passed():
-                    bad = result.base if not result.base.passed else result.plus
-                    print(f"  {task.task_id}: {bad.status}: {bad.failure}")
-            failed_any = failed_any or plus < len(tasks)
-    return 1 if failed_any else 0
+        print(f"isolation: {scorer.executor.isolation}, workers: {scorer.workers}", flush=True)
+        if args.throughput is not None:
+            throughput(scorer, args.throughput)
+            return 0
+        if args.samples is not None:
+            samples(scorer, args.samples, args.benchmark, args.results_out, args.evalplus_results)
+            return 0
+        return 0 if canonical(scorer, args.benchmarks) else 1
 
 
 if __name__ == "__main__":

@@ -178,7 +178,16 @@ def _run_io(request, ns, emit, dumps):
             record = {"i": k, "timeout": True}
         except BaseException as exc:  # noqa: BLE001 - the candidate's failures are data here
             record = {"i": k, "err": _describe(exc)}
-        emit(dumps(record))
+        _emit_record(record, k, emit, dumps)
+
+
+def _emit_record(record, k, emit, dumps):
+    """Send one record; one that cannot be serialised (MemoryError on a huge output) becomes an error."""
+    try:
+        line = dumps(record)
+    except BaseException as exc:  # noqa: BLE001
+        line = dumps({"i": k, "err": "output not sendable: " + _describe(exc)})
+    emit(line)
 
 
 def _run_expr(request, ns, emit, dumps):
@@ -187,7 +196,7 @@ def _run_expr(request, ns, emit, dumps):
             record = {"i": k, "vals": [encode(eval(src, ns)) for src in sources]}
         except BaseException as exc:  # noqa: BLE001
             record = {"i": k, "err": _describe(exc)}
-        emit(dumps(record))
+        _emit_record(record, k, emit, dumps)
 
 
 def _run_check(request, ns, emit, dumps):
