@@ -9,17 +9,12 @@ from transformers import GenerationConfig
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from antisd.pruned_generation import _filter_logits, pruned_generate, supports
+from antisd.sampling import left_pad
 
 
 def _left_padded(tokenizer, texts):
     enc = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = max(map(len, enc))
-    ids = torch.full((len(enc), width), tokenizer.pad_token_id)
-    mask = torch.zeros(len(enc), width, dtype=torch.long)
-    for i, e in enumerate(enc):
-        ids[i, width - len(e):] = torch.tensor(e)
-        mask[i, width - len(e):] = 1
-    return enc, ids, mask
+    return (enc, *left_pad(enc, tokenizer.pad_token_id))
 
 
 @pytest.mark.parametrize("top_k,top_p", [(0, 1.0), (7, 1.0), (0, 0.8)])

@@ -47,8 +47,6 @@ from torch.autograd.function import once_differentiable
 
 from antisd.modeling import last_hidden_states, needs_full_logits, output_layer, position_ids_from_mask
 
-# trainer.py imports the private name; it stays importable here until trainer.py uses needs_full_logits
-_needs_full_logits = needs_full_logits
 
 logger = logging.getLogger(__name__)
 

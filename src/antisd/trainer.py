@@ -49,9 +49,11 @@ from antisd.batching import length_bucketed
 from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
 from antisd.gate import SchmittGate, gate_statistic, make_gate
-from antisd.logprobs import _needs_full_logits, per_token_logps_and_entropies
+from antisd.logprobs import per_token_logps_and_entropies
+from antisd.modeling import needs_full_logits
 from antisd.pruned_generation import pruned_generate
 from antisd.pruned_generation import supports as pruned_supports
+from antisd.sampling import left_pad
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +81,6 @@ class PendingTokenTerm:
             return None
         t, c, lam = (batch[k] for k in cls.KEYS)
         return cls(teacher_logps=t, ctx_mask=c, lam=float(lam))
-
-
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists -> ids (N, P), mask (N, P)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -257,7 +247,7 @@ class AntiSDTrainer(GRPOTrainer):
             t_ent[idx] = 0.0  # padding positions of rows with a context: 0, as TRL's path gives them
             if t_c == 0:
                 continue
-            p_ids, p_mask = _left_pad([list(prompt_ids[k]) for k in chunk], pad_id)
+            p_ids, p_mask = left_pad([list(prompt_ids[k]) for k in chunk], pad_id)
             ids = torch.cat([p_ids.to(device), completion_ids[idx, :t_c]], dim=1)
             mask = torch.cat([p_mask.to(device), completion_mask[idx, :t_c]], dim=1)
             logps, ent, _ = self._get_per_token_logps_and_entropies(
@@ -386,7 +376,7 @@ class AntiSDTrainer(GRPOTrainer):
         """fast_logprobs applies to text-only inputs, no MoE aux loss, and output layers antisd.logprobs handles."""
         if not self.args.fast_logprobs or compute_aux_loss or any(v is not None for v in extra.values()):
             return False
-        return _needs_full_logits(model) is None
+        return needs_full_logits(model) is None
 
     def _fast_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy):
         """TRL's ``_get_per_token_logps_and_entropies`` contract through ``antisd.logprobs``: (B, K) float32 each."""
