@@ -1,0 +1,78 @@
+"""The statistics of benchmarks/toy_robustness_report.py against hand-worked values and brute force."""
+
+import importlib.util
+import itertools
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_robustness_report.py"
+
+
+@pytest.fixture(scope="module")
+def rep():
+    spec = importlib.util.spec_from_file_location("toy_robustness_report", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(base, arm, seed, accs, big=None):
+    curve = [{"step": 100 * i, "kind": "acc", "n": 512, "acc": a} for i, a in enumerate(accs)]
+    for step, a in (big or {}).items():
+        curve.append({"step": step, "kind": "big", "n": 2048, "acc": a})
+    return {"base": base, "arm": arm, "seed": seed, "curve": curve, "history": []}
+
+
+def test_t_interval_and_wilson_against_hand_values(rep):
+    m, lo, hi = rep.t_interval([0.1, 0.2, 0.3])
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert (m, lo, hi) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
+    assert math.isnan(rep.t_interval([0.5])[1])
+    lo, hi = rep.wilson(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = rep.wilson(5, 10)
+    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_collapse_auc_and_endpoints(rep):
+    r = _run("A", "antisd", 0, [0.2, 0.4, 0.1], big={0: 0.20, 200: 0.12})
+    assert rep.endpoint(r, 200) == 0.12 and rep.endpoint(r, 100) == 0.4
+    assert rep.collapsed(r)  # 0.12 < 0.20 - 0.03
+    assert not rep.collapsed(_run("A", "grpo", 0, [0.2, 0.3, 0.19], big={0: 0.20, 200: 0.18}))
+    assert rep.auc(r) == pytest.approx(((0.2 + 0.4) / 2 + (0.4 + 0.1) / 2) / 2)
+
+
+def test_steps_to_interval_matches_brute_force_over_all_resamples(rep):
+    pairs = [(_run("A", "antisd", s, a, big={0: a[0], 300: a[-1]}), _run("A", "grpo", s, g, big={0: g[0], 300: g[-1]}))
+             for s, (a, g) in enumerate([([0.2, 0.4, 0.5, 0.5], [0.2, 0.3, 0.4, 0.45]),
+                                          ([0.2, 0.3, 0.5, 0.6], [0.2, 0.3, 0.4, 0.5]),
+                                          ([0.2, 0.2, 0.3, 0.4], [0.2, 0.3, 0.5, 0.5])])]
+    point, lo, hi = rep.steps_to_interval(pairs, n_boot=4000)
+    # point: mean GRPO final 0.4833; mean antisd curve 0.2, 0.3, 0.433, 0.5 -> reached at step 300
+    assert point == 300
+    # every resample's statistic lies in the set brute force gives over all 27 ordered resamples
+    values = set()
+    for sample in itertools.product(pairs, repeat=3):
+        target = statistics.fmean(g["curve"][3]["acc"] for _, g in sample)
+        s = rep.steps_to([a for a, _ in sample], target)
+        values.add(301 if s is None else s)
+    assert lo in values and hi in values and lo <= 300 <= hi
+
+
+def test_report_end_to_end_on_synthetic_runs(rep, tmp_path):
+    for s in range(3):
+        for arm, accs in (("grpo", [0.2, 0.3, 0.35]), ("antisd", [0.2, 0.32, 0.1 if s == 0 else 0.4])):
+            d = tmp_path / "A" / f"{arm}-s{s}"
+            d.mkdir(parents=True)
+            run = _run("A", arm, s, accs, big={0: 0.2, 200: accs[-1]})
+            (d / "result.json").write_text(json.dumps({k: v for k, v in run.items() if k != "history"}))
+            (d / "log_history.json").write_text(json.dumps(
+                [{"step": i, "loss": 0.0, "pmi/mean": -0.1 * i, "gate/on": 1.0} for i in range(1, 201)]))
+    rep.main(["--out", str(tmp_path)])
+    text = (tmp_path / "report.md").read_text()
+    assert "| A | antisd | 3 |" in text and "1/3" in text  # seed 0 collapsed
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "mechanism_A_antisd.png").exists()
