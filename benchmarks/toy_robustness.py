@@ -1,6 +1,6 @@
 """AntiSD vs GRPO on several toy base policies and seeds: robustness, mechanism, guards (issue 15).
 
-Every run is the main job's budget (400 steps x 16 problems x 8 rollouts, ``antisd.defaults``)
+Every run is the main job's budget (400 steps x 16 problems x 8 rollouts, ``antisd.builtin.TOY_TRAIN``)
 with one *arm* (method / guard settings) on one *base policy* (a toy recipe, e.g. another SFT
 seed) and one RL seed. Held-out accuracy is measured on the base policy's held-out problems every
 ``--eval_every`` steps (``--eval_n`` problems, one sample each; the global RNG is untouched) and

@@ -1,5 +1,5 @@
 """Token signals against independent references: autograd of the divergences they claim to be
-the gradients of, float64 re-computation, and properties from METHOD.md."""
+the gradients of, float64 re-computation, and properties from docs/method.md."""
 
 import math
 
@@ -22,7 +22,7 @@ torch.manual_seed(0)
 
 
 def jsd_generator(r: torch.Tensor) -> torch.Tensor:
-    """f(r) = 1/2 [ r log r - (1 + r) log((1 + r) / 2) ] (METHOD.md, AntiSD)."""
+    """f(r) = 1/2 [ r log r - (1 + r) log((1 + r) / 2) ] (docs/method.md, AntiSD)."""
     return 0.5 * (r * torch.log(r) - (1 + r) * torch.log((1 + r) / 2))
 
 

@@ -1,4 +1,4 @@
-"""Telescoping (METHOD.md): sum_t u_t = log pi(y | x, c) - log pi(y | x), on a tiny Qwen3
+"""Telescoping (docs/method.md): sum_t u_t = log pi(y | x, c) - log pi(y | x), on a tiny Qwen3
 loaded by path, with per-token log-probs from the chunked path and whole-sequence
 log-likelihoods from a plain full-softmax forward."""
 

@@ -84,7 +84,7 @@ def test_grpo_logs_completion_metrics_but_no_teacher(tiny_model_path, tmp_path):
 
 
 def test_teacher_with_the_student_prompt_gives_zero_pmi(tiny_model_path, tmp_path):
-    """PITFALLS.md: an empty privileged context must give u = 0 on every token."""
+    """An empty privileged context must give u = 0 on every token (the alignment check)."""
     tr = make_trainer(tiny_model_path, tmp_path, method="antisd")
     batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
     tr.model.train()

@@ -1,9 +1,9 @@
-"""``AntiSDConfig``: TRL's ``GRPOConfig`` plus the AntiSD / SD fields (METHOD.md).
+"""``AntiSDConfig``: TRL's ``GRPOConfig`` plus the AntiSD / SD fields (docs/method.md).
 
 Defaults are the paper's canonical AntiSD: JSD-ascent token signal -phi(u), lambda_max 0.5,
 additive composition, teacher-entropy Schmitt gate with 5 warm-up steps, down ratio 0.93 and
 up ratio 1.0. ``method="grpo"`` leaves TRL's GRPO untouched; ``method="sd"`` is the paper's
-default self-distillation (+u, no gate). Every ablation of METHOD.md's table is a field value:
+default self-distillation (+u, no gate). Every ablation of docs/method.md's table is a field value:
 
     reverse-KL ascent          token_signal="antisd_rkl"
     no gate                    gate="none"

@@ -1,4 +1,4 @@
-"""Privileged context for the self-teacher (METHOD.md, "Privileged context c").
+"""Privileged context for the self-teacher (docs/method.md, "Privileged context c").
 
 For every rollout the teacher sees the student's prompt plus a verified solution and a
 feedback string about the rollout's own correctness, then the *same* completion tokens.

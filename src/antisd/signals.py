@@ -1,6 +1,5 @@
 """Token signals: the PMI between a rollout token and the privileged context, and the
-per-token advantage terms built from it (METHOD.md, "Self-teacher and the PMI signal",
-"AntiSD", "Variants").
+per-token advantage terms built from it (docs/method.md, Eq. 1 and 3-6; guards Eq. 10-11).
 
 Notation (shape letters: B sequences, T completion tokens):
 
@@ -61,7 +60,7 @@ def _f32(x: torch.Tensor) -> torch.Tensor:
 
 
 def pmi(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tensor:
-    """Eq. PMI: u_t = t_t - s_t = log pi(y_t|x,c,y<t) - log pi(y_t|x,y<t). Any shape -> same shape."""
+    """Eq. 1: u_t = t_t - s_t = log pi(y_t|x,c,y<t) - log pi(y_t|x,y<t). Any shape -> same shape."""
     if teacher_logps.shape != student_logps.shape:
         raise ValueError(
             f"teacher_logps shape {tuple(teacher_logps.shape)} != student_logps shape "
@@ -71,7 +70,7 @@ def pmi(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tenso
 
 
 def phi(u: torch.Tensor) -> torch.Tensor:
-    """phi(u) = 1/2 (softplus(u) - log 2) = -f'_JSD(e^{-u}). Any shape -> same shape (float32).
+    """Eq. 3: phi(u) = 1/2 (softplus(u) - log 2) = -f'_JSD(e^{-u}). Any shape -> same shape (float32).
 
     ``F.softplus`` switches to the identity above its threshold (u > 20), so the result is
     finite and exact to float32 precision for |u| up to 1e4 and beyond: phi(u) -> u/2 for large
@@ -133,25 +132,25 @@ def composition_modes() -> list[str]:
 
 @register_signal("antisd")
 def _antisd(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tensor:
-    """delta = -phi(u): per-token advantage of JSD ascent. Bounded above by log(2)/2."""
+    """Eq. 4, antisd: delta = -phi(u), the per-token advantage of JSD ascent. Bounded above by log(2)/2."""
     return -phi(pmi(teacher_logps, student_logps))
 
 
 @register_signal("sd")
 def _sd(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tensor:
-    """delta = +u: per-token reward of reverse-KL descent (default self-distillation)."""
+    """Eq. 4, sd: delta = +u, the per-token reward of reverse-KL descent (default self-distillation)."""
     return pmi(teacher_logps, student_logps)
 
 
 @register_signal("sd_jsd")
 def _sd_jsd(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tensor:
-    """delta = +phi(u): JSD descent (the SD counterpart of AntiSD)."""
+    """Eq. 4, sd_jsd: delta = +phi(u), JSD descent (the SD counterpart of AntiSD)."""
     return phi(pmi(teacher_logps, student_logps))
 
 
 @register_signal("antisd_rkl")
 def _antisd_rkl(teacher_logps: torch.Tensor, student_logps: torch.Tensor) -> torch.Tensor:
-    """delta = -u: reverse-KL ascent (ablation; unbounded in both directions)."""
+    """Eq. 4, antisd_rkl: delta = -u, reverse-KL ascent (ablation; unbounded in both directions)."""
     return -pmi(teacher_logps, student_logps)
 
 
@@ -170,13 +169,13 @@ def token_signal(teacher_logps: torch.Tensor, student_logps: torch.Tensor, kind:
 
 @register_composition("additive")
 def _additive(seq_adv: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
-    """A_{i,t} = A_i^seq + lam * delta_{i,t}."""
+    """Eq. 5: A_{i,t} = A_i^seq + lam * delta_{i,t}."""
     return seq_adv + lam * delta
 
 
 @register_composition("multiplicative")
 def _multiplicative(seq_adv: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
-    """A_{i,t} = A_i^seq * (1 + lam * delta_{i,t}); inert where A_i^seq = 0."""
+    """Eq. 6: A_{i,t} = A_i^seq * (1 + lam * delta_{i,t}); inert where A_i^seq = 0."""
     return seq_adv * (1.0 + lam * delta)
 
 
@@ -192,7 +191,7 @@ def compose_advantages(
     seq_adv (B,), delta (B, T), mask (B, T) (bool or 0/1) -> (B, T) float32. Positions where
     ``mask`` is 0 are exactly 0. ``lam`` is a plain float (the gate's output, already
     stop-gradient by construction); ``delta`` is detached here so that the token term never
-    carries gradient (the stop-gradient of METHOD.md).
+    carries gradient (the stop-gradient of docs/method.md).
     """
     if mode not in _COMPOSITIONS:
         raise ValueError(f"unknown composition mode={mode!r}; valid modes: {composition_modes()}")

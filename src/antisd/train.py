@@ -34,12 +34,6 @@ def _resume_arg(value: str | None, output_dir: str) -> str | bool | None:
     return value
 
 
-def _torch_dtype(name: str):
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[name]
-
-
 def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs | None = None, *,
               callbacks: list | None = None, report: bool = True):
     """Load problems, tokenizer and model, train ``AntiSDTrainer``, save the final model. Returns the trainer.
@@ -50,11 +44,12 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     ``answer_column``/``solution_column``/``problem_id_column`` are pointed at them
     (``AntiSDConfig.use_canonical_columns``; a changed value is logged).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from antisd.builtin import is_toy_model, resolve_builtins
     from antisd.data import check_prompt_format, load_problems
     from antisd.rewards import MathReward
+    from antisd.sampling import load_tokenizer, torch_dtype
     from antisd.trainer import AntiSDTrainer
 
     reward_args = reward_args or RewardArgs()
@@ -65,17 +60,14 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
                 config.method, config.token_signal, config.gate, config.output_dir)
     dataset = load_problems(data_cfg)  # validated before anything big loads
     logger.info("Loading the tokenizer of %s", model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-        logger.info("The tokenizer has no pad token: using the eos token %r", tokenizer.eos_token)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
     check_prompt_format(tokenizer, data_cfg)
     for name, (old, new) in config.use_canonical_columns().items():
         if old is not None:  # a column name set for the source data; the trainer reads the mapped one
             logger.info("AntiSDConfig.%s: %r -> %r (the column antisd.data.load_problems writes)", name, old, new)
     logger.info("Loading the model %s (dtype %s)", model_args.model_name_or_path, model_args.dtype)
     model = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path, dtype=_torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code,
+        model_args.model_name_or_path, dtype=torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code,
     )
     trainer = AntiSDTrainer(
         model=model,

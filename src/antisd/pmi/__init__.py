@@ -1,6 +1,6 @@
 """PMI diagnostics: which tokens a privileged self-teacher raises and lowers, on any causal LM.
 
-For each rollout y of prompt x, with the privileged prompt (x, c) of training (METHOD.md):
+For each rollout y of prompt x, with the privileged prompt (x, c) of training (docs/method.md):
 
     s_t = log pi(y_t | x, y<t)     t_t = log pi(y_t | x, c, y<t)     u_t = t_t - s_t
 

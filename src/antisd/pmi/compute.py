@@ -1,10 +1,10 @@
 """Student and privileged-teacher passes over rollouts: per-token s_t, t_t, u_t and teacher entropy.
 
-For a rollout y of prompt x and its privileged prompt (x, c) (METHOD.md):
+For a rollout y of prompt x and its privileged prompt (x, c) (docs/method.md):
 
     s_t = log pi(y_t | x, y<t)        t_t = log pi(y_t | x, c, y<t)        u_t = t_t - s_t
 
-Alignment (PITFALLS.md, "Token alignment"): the completion is NEVER re-tokenized. The student
+Alignment: the completion is NEVER re-tokenized. The student
 sequence is ``student_prompt_ids + completion_ids`` and the teacher sequence is
 ``teacher_prompt_ids + completion_ids`` with the same ids; a rollout given as text only is
 tokenized once and those ids serve both passes. Prompts are tokenized as TRL 1.16.0's

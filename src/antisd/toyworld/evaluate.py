@@ -2,7 +2,7 @@
 
 ``accuracy`` uses ``antisd.rewards.math_reward`` (math-verify on the last ``\\boxed{}``), the
 reward real data gets. ``strict_accuracy`` also asks ``antisd.rewards.is_strict_format``
-(exactly one box and nothing after it, TOYWORLD.md problem 3), so answer-after-answer
+(exactly one box and nothing after it, a format rule many math-RL setups use), so answer-after-answer
 exploits show.
 """
 

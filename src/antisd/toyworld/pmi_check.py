@@ -3,7 +3,7 @@
 For rollouts y ~ pi(. | x) of the base policy at temperature 1, with the *same completion ids*
 re-scored under the student prompt x and the teacher prompt (x, c):
 
-    u_t = log pi(y_t | x, c, y<t) - log pi(y_t | x, y<t)                        (METHOD.md)
+    u_t = log pi(y_t | x, c, y<t) - log pi(y_t | x, y<t)                        (docs/method.md)
 
 c is rendered with the toy constants (``TOY_TEACHER_TEMPLATE``) by ``antisd.context``: the
 reference is either the dataset's ``x = <answer>`` (form ``answer``) or a correct sibling's

@@ -13,7 +13,7 @@ open (``guided``, ordered families only), so the base policy searches but does n
 
 Privileged trace (prompt = ``TOY_TEACHER_TEMPLATE`` with a reference solution and feedback). How
 it is written is the knob ``privileged_style``, and it decides the sign of the PMI u_t = log
-p(y_t | x, c, y<t) - log p(y_t | x, y<t) on deliberation tokens (TOYWORLD.md, problem 1):
+p(y_t | x, c, y<t) - log p(y_t | x, y<t) on deliberation tokens (docs/toyworld.md, "Traces"):
 
     commit   like the paper's shortcutting teacher: with probability ``commit_after_fail_frac``
              the trace first makes one student-like try, and if it fails it commits with
