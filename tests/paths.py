@@ -1,7 +1,6 @@
-"""Where tests find the real benchmark files: ../shared/data beside the repository (CI lays a copy
-of shared/ there), or $ANTISD_SHARED_DATA. Tests that need them skip when they are absent."""
+"""Where tests find the real maths data: the files shipped in the package (antisd/resources/data,
+``<name>.jsonl.gz``; antisd.mathdata reads them, load_raw takes their names as built-in datasets)."""
 
-import os
-from pathlib import Path
+from antisd.mathdata import data_dir
 
-SHARED_DATA = Path(os.environ.get("ANTISD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = data_dir()  # the name kept for the tests that use it; the files ship with antisd

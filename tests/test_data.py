@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+import datasets
+
 from antisd.data import (
     DEFAULT_SYSTEM_PROMPT,
     DataConfig,
@@ -16,12 +18,10 @@ from antisd.data import (
     DataValidationError,
     check_prompt_format,
     load_problems,
+    problems_dataset,
     text_id,
 )
 
-from paths import SHARED_DATA  # noqa: E402
-
-SHARED = SHARED_DATA
 CANONICAL = ["prompt", "answer", "solution", "problem_id"]
 
 
@@ -181,8 +181,95 @@ def test_one_id_for_two_problems_is_rejected(tmp_path):
     data = rows(3)
     data[2]["id"] = "q0"
     path = write_jsonl(tmp_path / "p.jsonl", data)
-    with pytest.raises(DataValidationError, match="row 2 \\(id q0\\): id 'q0' is also row 0 with a different problem"):
+    with pytest.raises(DataValidationError, match="row 2 \\(id q0\\): id 'q0' is also row 0 \\(a different problem\\)"):
         load_problems(DataConfig(dataset_name=str(path), id_column="id"))
+
+
+def test_a_repeated_id_is_rejected_even_for_the_same_problem(tmp_path):
+    data = rows(3)
+    data[2] = dict(data[0])
+    path = write_jsonl(tmp_path / "p.jsonl", data)
+    with pytest.raises(DataValidationError, match="id 'q0' is also row 0 \\(the same problem\\); expected unique ids"):
+        load_problems(DataConfig(dataset_name=str(path), id_column="id"))
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("problem", 3, "column 'problem' is a int ('3'); expected a non-empty problem text"),
+    ("answer", [1, 2], "column 'answer' is a list ('[1, 2]'); expected a string or number"),
+    ("answer", True, "column 'answer' is a bool ('True'); expected a string or number"),
+    ("answer", {"x": 1}, "column 'answer' is a dict"),
+    ("solution", 7, "column 'solution' is a int ('7'); expected a worked solution text (or nothing)"),
+    ("id", 1.5, "column 'id' is a float ('1.5'); expected a string or integer id"),
+])
+def test_wrongly_typed_cells_are_named(tmp_path, column, value, expected):
+    data = rows(3)
+    data[1][column] = value  # one JSON file with mixed types: reported, not an Arrow error
+    path = write_jsonl(tmp_path / "p.jsonl", data)
+    with pytest.raises(DataValidationError) as e:
+        load_problems(DataConfig(dataset_name=str(path), id_column="id"))
+    assert f"row 1" in str(e.value) and expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mixed_number_and_text_answers_and_ids_are_fine(tmp_path):
+    data = rows(3)
+    data[0]["answer"], data[1]["answer"], data[0]["id"] = "\\frac{1}{2}", 7, 11
+    ds = load_problems(DataConfig(dataset_name=str(write_jsonl(tmp_path / "p.jsonl", data)), id_column="id"))
+    assert ds["answer"] == ["\\frac{1}{2}", "7", "3"] and ds["problem_id"] == ["11", "q1", "q2"]
+
+
+# ---------------------------------------------------------------------------------------- JSON files
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty; expected one JSON object per line"),
+    (b"\n  \n", "is empty"),
+    (b'{"problem": "p", "answer": "1"}\n{"problem": "q", "ans', "line 2 is not valid JSON"),
+    (b'{"problem": "p", "answer": "1"}\n[1, 2]\n', "line 2 is a JSON list, not an object"),
+    (b'{"problem": "caf\xe9", "answer": "1"}\n', "is not UTF-8 text: byte 0xe9 at line 1"),
+    (b'[{"problem": "p", "answer": "1"}, 3]', "element 1 of the array is a JSON int"),
+])
+def test_bad_json_files_are_one_line_errors(tmp_path, content, expected):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        load_problems(DataConfig(dataset_name=str(path)))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_json_array_gzip_and_split_slices(tmp_path):
+    import gzip
+
+    (tmp_path / "a.json").write_text(json.dumps(rows(4)), encoding="utf-8")
+    assert len(load_problems(DataConfig(dataset_name=str(tmp_path / "a.json")))) == 4
+    gz = tmp_path / "p.jsonl.gz"
+    gz.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows(6)).encode()))
+    ds = load_problems(DataConfig(dataset_name=str(gz), id_column="id", dataset_split="train[2:5]"))
+    assert ds["problem_id"] == ["q2", "q3", "q4"]
+    with pytest.raises(DataError, match="not a slice"):
+        load_problems(DataConfig(dataset_name=str(gz), dataset_split="train[2]"))
+
+
+# ---------------------------------------------------------------------------------------- in memory
+
+
+def test_problems_dataset_takes_any_table_and_validates_like_the_cli(tmp_path):
+    table = [{"question": "What is 1 + 1?", "final": 2, "worked": "1 + 1 = 2", "uid": "a"},
+             {"question": "What is 2 + 2?", "final": "4", "worked": None, "uid": "b"}]
+    names = dict(problem_column="question", answer_column="final", solution_column="worked", id_column="uid")
+    expected = {"answer": ["2", "4"], "solution": ["1 + 1 = 2", None], "problem_id": ["a", "b"]}
+    path = write_jsonl(tmp_path / "t.jsonl", table)
+    typed = datasets.Dataset.from_list([{**row, "final": str(row["final"])} for row in table])  # Arrow: one type
+    for data in (table, pd.DataFrame(table), typed, path, str(path)):
+        ds = problems_dataset(data, **names)
+        assert ds.column_names == CANONICAL and {k: ds[k] for k in expected} == expected, type(data)
+        assert ds[0]["prompt"][-1] == {"role": "user", "content": "What is 1 + 1?"}
+    assert problems_dataset(table, prompt_format="plain", **names)["prompt"] == ["What is 1 + 1?", "What is 2 + 2?"]
+    with pytest.raises(DataValidationError, match="row 1 \\(id b\\): column 'final' is empty"):
+        problems_dataset([table[0], {**table[1], "final": ""}], **names)
+    with pytest.raises(DataError, match="column 'problem' \\(problem_column\\) is not in the dataset"):
+        problems_dataset(table)
+    with pytest.raises(DataError, match="row 0 is a str"):
+        problems_dataset(["not a dict"])
 
 
 # ---------------------------------------------------------------------------------------- prompt format
@@ -197,25 +284,27 @@ def test_check_prompt_format():
         check_prompt_format(without, DataConfig(dataset_name="x.jsonl"))
 
 
-# ---------------------------------------------------------------------------------------- shared files
+# ---------------------------------------------------------------------------------------- shipped files
 
 
 @pytest.mark.parametrize("name, n", [("math500", 500), ("aime2024", 30)])
-def test_shared_eval_files_load_with_solutions(name, n):
-    path = SHARED / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
-    ds = load_problems(DataConfig(dataset_name=str(path), id_column="id"))
+def test_shipped_eval_files_load_with_solutions(name, n, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a built-in name, found from any folder
+    ds = load_problems(DataConfig(dataset_name=name, id_column="id"))
     assert len(ds) == n
     assert all(s for s in ds["solution"])
     assert len(set(ds["problem_id"])) == n
 
 
-def test_shared_dapo_loads_without_solutions():
-    path = SHARED / "dapo_math_17k.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
-    ds = load_problems(DataConfig(dataset_name=str(path), id_column="id", max_samples=200))
+def test_a_local_file_wins_over_a_builtin_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "math500").mkdir()
+    write_jsonl(tmp_path / "math500" / "mine.jsonl", rows(2))
+    assert len(load_problems(DataConfig(dataset_name="math500"))) == 2
+
+
+def test_shipped_dapo_loads_without_solutions():
+    ds = load_problems(DataConfig(dataset_name="dapo_math_17k", id_column="id", max_samples=200))
     assert len(ds) == 200
     assert ds["solution"] == [None] * 200
     assert ds[0]["problem_id"] == "dapo17k-00000" and ds[0]["answer"] == "34"

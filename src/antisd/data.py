@@ -13,16 +13,23 @@ The trainer reads ``answer``, ``solution`` and ``problem_id`` (AntiSDConfig's
 ``answer_column``, ``solution_column``, ``problem_id_column``); TRL applies the tokenizer's
 chat template to ``prompt``. Other columns of the source are dropped.
 
-Sources: a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, a directory of files of one
-of those types, or a Hugging Face hub name (``load_dataset(name, dataset_config, split=...)``).
-A local deduplicated copy (e.g. ../shared/data/dapo_math_17k.jsonl) (columns id, problem, answer) is the
-deduplicated DAPO-Math-17k. The hub's BytedTsinghua-SIA/DAPO-Math-17k is in verl's nested
-format (``prompt`` holds chat messages with DAPO's own instruction, ``reward_model.ground_truth``
-the answer; every prompt is repeated many times) and is not a flat problem/answer table.
+Sources: a local ``.jsonl``/``.json`` (optionally ``.gz``), ``.parquet`` or ``.csv`` file, a
+directory of files of one of those types, a built-in name (``dapo_math_17k``, ``math500``, ...:
+the maths data shipped with antisd, ``antisd.mathdata``; a local file of that name wins), or a
+Hugging Face hub name (``load_dataset(name, dataset_config, split=...)``). JSON files are read by
+``antisd.validate.read_json_rows`` (a malformed line is reported with its number, bytes that are
+not UTF-8 and empty files are refused). The hub's BytedTsinghua-SIA/DAPO-Math-17k is in verl's
+nested format (``prompt`` holds chat messages with DAPO's own instruction,
+``reward_model.ground_truth`` the answer; every prompt is repeated many times): convert it with
+``antisd data convert-verl`` (``antisd.mathdata.convert_verl``) or use ``dapo_math_17k``.
 
-Every selected row is validated before any model loads: a missing or empty problem or answer,
-or one id used for two different problems, raises one ``DataValidationError`` that lists the
-first 10 bad rows (row index in the source, id when there is one) and the total count.
+In Python, ``problems_dataset(table, problem_column=..., answer_column=...)`` does the same for a
+list of dicts, a pandas DataFrame, a ``datasets.Dataset`` or a path: the trainer's dataset.
+
+Every selected row is validated before any model loads: a missing, empty or wrongly typed
+problem, answer, solution or id, or an id used twice, raises one ``DataValidationError`` (one
+line) that lists the first 10 bad rows (row index in the source, id when there is one) and the
+total count.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+
+from antisd.mathdata import MATH_FILES, builtin_dataset
+from antisd.validate import InputError, looks_local, one_line, read_json_rows
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +61,9 @@ class DataConfig:
     """Where the training problems come from and how they become prompts."""
 
     dataset_name: str = field(
-        metadata={"help": "Hub dataset name, or a local .jsonl/.json/.parquet/.csv file, or a directory of such files."},
+        metadata={"help": "A local .jsonl/.json (optionally .gz), .parquet or .csv file, a directory of such files, a "
+                          "built-in name (dapo_math_17k, math500, gsm8k_test, aime2024, ...: shipped with antisd; "
+                          "toyworld: the toy world's problems) or a hub dataset name."},
     )
     dataset_config: str | None = field(
         default=None, metadata={"help": "Hub dataset configuration (the `name` of datasets.load_dataset); hub only."},
@@ -99,45 +111,106 @@ class DataConfig:
                 raise ValueError(f"{name} is empty; give the name of the dataset column")
 
 
-class DataError(ValueError):
-    """The data cannot be used as configured: a missing file or column, a tokenizer mismatch."""
+class DataError(InputError):
+    """The data cannot be used as configured: a missing or unreadable file, a missing column, a tokenizer
+    mismatch. An ``antisd.validate.InputError``: the commands report it on one line, exit code 2."""
 
 
 class DataValidationError(DataError):
     """Bad rows in the training data; the message lists them."""
 
 
+class Rows(list):
+    """The rows of a JSON file (dicts), with the two ``datasets.Dataset`` members antisd uses on a
+    raw table: ``column_names`` (every key, in first-seen order) and ``select``. Values stay as the
+    file wrote them, so a wrongly typed cell is reported as such instead of failing in Arrow."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(dict.fromkeys(key for row in self for key in row))
+
+    def select(self, indices: Any) -> Rows:
+        return Rows(self[i] for i in indices)
+
+
 # ---------------------------------------------------------------------------------------- loading
 
 
-def _local_files(path: Path) -> tuple[str, list[str]]:
+def _builder(path: Path) -> str | None:
+    """The datasets builder of a data file's name (JSON files may be gzipped), or None."""
+    if path.name.endswith(".gz"):
+        return "json" if path.name.endswith((".jsonl.gz", ".json.gz")) else None
+    return BUILDERS.get(path.suffix)
+
+
+def _local_files(path: Path) -> tuple[str, list[Path]]:
     """(builder, files) for a local file or a directory of files of one type."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in BUILDERS and p.is_file())
+        files = sorted(p for p in path.iterdir() if _builder(p) and p.is_file())
         if not files:
             raise DataError(f"dataset_name={str(path)!r} is a directory with no {sorted(BUILDERS)} files")
-        builders = {BUILDERS[p.suffix] for p in files}
+        builders = {_builder(p) for p in files}
         if len(builders) > 1:
             raise DataError(f"dataset_name={str(path)!r} mixes file types {sorted({p.suffix for p in files})}; keep one type")
-        return builders.pop(), [str(p) for p in files]
-    if path.suffix not in BUILDERS:
-        raise DataError(f"dataset_name={str(path)!r}: unsupported file type {path.suffix!r}; use one of {sorted(BUILDERS)}")
-    return BUILDERS[path.suffix], [str(path)]
+        return builders.pop(), files
+    builder = _builder(path)
+    if builder is None:
+        raise DataError(f"dataset_name={str(path)!r}: unsupported file type {path.suffix!r}; use one of "
+                        f"{sorted(BUILDERS)} (JSON optionally .gz)")
+    return builder, [path]
 
 
 def _looks_local(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or Path(name).suffix in BUILDERS
+    return looks_local(name) or _builder(Path(name)) is not None
 
 
-def load_raw(cfg: DataConfig) -> datasets.Dataset:
-    """The source table, unmapped: a local file/directory or a hub dataset."""
+def _split_rows(rows: list[Any], split: str, name: str) -> list[Any]:
+    """``train`` or a slice of it (``train[:100]``, ``train[10:20]``) of a local file's rows."""
+    if split == "train":
+        return rows
+    if not (split.startswith("train[") and split.endswith("]")):
+        raise DataError(f"dataset_split={split!r}: local files have one split, 'train' (slices like 'train[:100]' work)")
+    parts = split[len("train["):-1].split(":")
+    try:
+        bounds = [int(p) if p.strip() else None for p in parts]
+    except ValueError:
+        bounds = []
+    if len(bounds) != 2:
+        raise DataError(f"dataset_split={split!r} is not a slice; write train[START:STOP], e.g. train[:100]")
+    out = rows[bounds[0]:bounds[1]]
+    logger.info("%s: split %s keeps %d of %d rows", name, split, len(out), len(rows))
+    return out
+
+
+def _load_local(path: Path, cfg: DataConfig) -> Rows | datasets.Dataset:
+    builder, files = _local_files(path)
+    if builder == "json":
+        try:
+            rows = Rows(row for f in files for row in read_json_rows(f, what="dataset_name"))
+        except InputError as e:
+            raise DataError(str(e)) from None
+        logger.info("Loaded %d rows from %d JSON file(s) at %s", len(rows), len(files), path)
+        return Rows(_split_rows(rows, cfg.dataset_split, str(path)))
+    if not cfg.dataset_split.startswith("train"):
+        raise DataError(f"dataset_split={cfg.dataset_split!r}: local files have one split, 'train' (slices like 'train[:100]' work)")
+    logger.info("Loading %d %s file(s) from %s", len(files), builder, path)
+    try:
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split=cfg.dataset_split)
+    except Exception as e:  # the builders raise many types (Arrow, pandas, parser errors)
+        raise DataError(f"dataset_name={str(path)!r} cannot be read as {builder}: {type(e).__name__}: "
+                        f"{one_line(e)[:300]}") from None
+
+
+def load_raw(cfg: DataConfig) -> Rows | datasets.Dataset:
+    """The source table, unmapped: a local file/directory, a built-in name or a hub dataset.
+
+    JSON files give ``Rows`` (their values as written), other sources a ``datasets.Dataset``."""
     path = Path(cfg.dataset_name).expanduser()
+    if not path.exists() and (packaged := builtin_dataset(cfg.dataset_name)) is not None:
+        logger.info("Built-in dataset %s: %s (shipped with antisd)", cfg.dataset_name, packaged.name)
+        path = packaged
     if path.exists():
-        builder, files = _local_files(path)
-        if not cfg.dataset_split.startswith("train"):
-            raise DataError(f"dataset_split={cfg.dataset_split!r}: local files have one split, 'train' (slices like 'train[:100]' work)")
-        logger.info("Loading %d %s file(s) from %s", len(files), builder, path)
-        return datasets.load_dataset(builder, data_files=files, split=cfg.dataset_split)
+        return _load_local(path, cfg)
     if _looks_local(cfg.dataset_name):
         raise DataError(f"dataset_name={cfg.dataset_name!r}: no such file or directory")
     logger.info("Loading hub dataset %s (config %s, split %s)", cfg.dataset_name, cfg.dataset_config, cfg.dataset_split)
@@ -145,32 +218,48 @@ def load_raw(cfg: DataConfig) -> datasets.Dataset:
         return datasets.load_dataset(cfg.dataset_name, cfg.dataset_config, split=cfg.dataset_split)
     except Exception as e:  # hub errors have many types (not found, offline, gated, bad config or split)
         raise DataError(
-            f"dataset_name={cfg.dataset_name!r} could not be loaded from the hub ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:300]}); with HF_HUB_OFFLINE=1 only cached datasets load"
+            f"dataset_name={cfg.dataset_name!r} is not a local file or a built-in name ({', '.join(MATH_FILES)}) "
+            f"and could not be loaded from the hub ({type(e).__name__}: {one_line(e)[:300]}); with "
+            "HF_HUB_OFFLINE=1 only cached datasets load"
         ) from e
 
 
 # ---------------------------------------------------------------------------------------- mapping
 
 
-def _column(ds: datasets.Dataset, name: str, field_name: str) -> list[Any]:
+def _column(ds: Rows | datasets.Dataset, name: str, field_name: str) -> list[Any]:
     if name not in ds.column_names:
         raise DataError(
             f"column {name!r} ({field_name}) is not in the dataset; its columns are {ds.column_names}. "
             f"Set {field_name} to one of them."
         )
+    if isinstance(ds, Rows):
+        return [row.get(name) for row in ds]
     if isinstance(ds.features[name], datasets.Value):
         return ds.with_format("arrow")[name].to_pylist()  # fast path: plain arrow values
     return list(ds[name])  # decoded by the feature (a JSON column of mixed types, nested values)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _text(value: Any) -> str | None:
-    """A cell as non-empty text: numbers become strings (3.0 -> "3"); None, NaN, "" -> None."""
+    """A cell as non-empty text: numbers become strings (3.0 -> "3"); None, NaN, "", bools, lists -> None."""
+    if isinstance(value, bool) or _missing(value):
+        return None
     if isinstance(value, float):
-        if math.isnan(value):
-            return None
         value = int(value) if value.is_integer() else value
     if isinstance(value, int | float):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _id(value: Any) -> str | None:
+    """An id cell as a string: a non-empty string or an integer (bools, floats, lists -> None)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
         return str(value)
     return value if isinstance(value, str) and value.strip() else None
 
@@ -181,7 +270,7 @@ def text_id(problem: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "is missing"
     if isinstance(value, str):
         return "is empty"
@@ -203,15 +292,32 @@ def make_prompt(problem: str, cfg: DataConfig) -> str | list[dict[str, str]]:
     return messages + [{"role": "user", "content": problem}]
 
 
-def map_problems(raw: datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
+def _row_errors(where: str, problem: Any, answer: Any, solution: Any, rid: Any, cfg: DataConfig) -> list[str]:
+    """What is wrong with one row's cells (empty list: nothing)."""
+    errors = []
+    if not (isinstance(problem, str) and problem.strip()):
+        errors.append(f"{where}: column {cfg.problem_column!r} {_describe(problem)}; expected a non-empty problem text")
+    if _text(answer) is None:
+        expected = "a non-empty final answer" if _missing(answer) or isinstance(answer, str) else "a string or number"
+        errors.append(f"{where}: column {cfg.answer_column!r} {_describe(answer)}; expected {expected}")
+    if not (_missing(solution) or isinstance(solution, str)):
+        errors.append(f"{where}: column {cfg.solution_column!r} {_describe(solution)}; expected a worked solution "
+                      "text (or nothing)")
+    if cfg.id_column and _id(rid) is None:
+        expected = "a problem id" if _missing(rid) or isinstance(rid, str) else "a string or integer id"
+        errors.append(f"{where}: column {cfg.id_column!r} {_describe(rid)}; expected {expected}")
+    return errors
+
+
+def map_problems(raw: Rows | datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
     """Canonical columns (prompt, answer, solution, problem_id) from a raw table; validates rows."""
     problems = _column(raw, cfg.problem_column, "problem_column")
     answers = _column(raw, cfg.answer_column, "answer_column")
-    ids = _column(raw, cfg.id_column, "id_column") if cfg.id_column else None
+    ids = _column(raw, cfg.id_column, "id_column") if cfg.id_column else [None] * len(problems)
     if cfg.solution_column and cfg.solution_column in raw.column_names:
         solutions = _column(raw, cfg.solution_column, "solution_column")
     else:
-        solutions = None
+        solutions = [None] * len(problems)
         logger.info("No %r column: solutions are None (the teacher falls back to the answer)", cfg.solution_column)
 
     rows = _select(len(problems), cfg)
@@ -219,33 +325,28 @@ def map_problems(raw: datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
     out: dict[str, list[Any]] = {"prompt": [], "answer": [], "solution": [], "problem_id": []}
     seen: dict[str, tuple[int, str]] = {}
     for i in rows:
-        rid = None if ids is None or ids[i] is None else str(ids[i])
+        rid = _id(ids[i])
         where = f"row {i}" + (f" (id {rid})" if rid is not None else "")
-        problem = problems[i] if isinstance(problems[i], str) and problems[i].strip() else None
-        answer = _text(answers[i])
-        if problem is None:
-            errors.append(f"{where}: column {cfg.problem_column!r} {_describe(problems[i])}; expected a non-empty problem text")
-        if answer is None:
-            errors.append(f"{where}: column {cfg.answer_column!r} {_describe(answers[i])}; expected a non-empty final answer")
-        if ids is not None and rid is None:
-            errors.append(f"{where}: column {cfg.id_column!r} is missing; expected a problem id")
-        if problem is None or answer is None or (ids is not None and rid is None):
+        row_errors = _row_errors(where, problems[i], answers[i], solutions[i], ids[i], cfg)
+        errors.extend(row_errors)
+        if row_errors:
             continue
-        pid = rid if rid is not None else text_id(problem)
-        if pid in seen and seen[pid][1] != problem:
-            errors.append(f"{where}: id {pid!r} is also row {seen[pid][0]} with a different problem; expected unique ids")
+        pid = rid if rid is not None else text_id(problems[i])
+        if rid is not None and pid in seen:
+            same = "the same problem" if seen[pid][1] == problems[i] else "a different problem"
+            errors.append(f"{where}: id {pid!r} is also row {seen[pid][0]} ({same}); expected unique ids")
             continue
-        seen.setdefault(pid, (i, problem))
-        out["prompt"].append(make_prompt(problem, cfg))
-        out["answer"].append(answer)
-        out["solution"].append(_text(solutions[i]) if solutions is not None else None)
+        seen.setdefault(pid, (i, problems[i]))
+        out["prompt"].append(make_prompt(problems[i], cfg))
+        out["answer"].append(_text(answers[i]))
+        out["solution"].append(None if _missing(solutions[i]) or not solutions[i].strip() else solutions[i])
         out["problem_id"].append(pid)
     if errors:
-        listed = "\n  ".join(errors[:MAX_LISTED_ERRORS])
-        more = f"\n  ... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
+        listed = "; ".join(errors[:MAX_LISTED_ERRORS])
+        more = f"; ... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
         raise DataValidationError(
             f"{len(errors)} bad row(s) in {cfg.dataset_name} (problem_column={cfg.problem_column!r}, "
-            f"answer_column={cfg.answer_column!r}):\n  {listed}{more}"
+            f"answer_column={cfg.answer_column!r}): {listed}{more}"
         )
     if not rows:
         raise DataValidationError(f"{cfg.dataset_name} has no rows (split {cfg.dataset_split!r})")
@@ -265,6 +366,38 @@ def load_problems(cfg: DataConfig) -> datasets.Dataset:
     n_sol = sum(s is not None for s in ds["solution"])
     logger.info("Loaded %d problems from %s (%d with a worked solution, prompt format %s)",
                 len(ds), cfg.dataset_name, n_sol, cfg.prompt_format)
+    return ds
+
+
+def _in_memory_table(data: Any) -> Rows | datasets.Dataset:
+    """A list of dicts, a pandas DataFrame or a datasets.Dataset as a raw table."""
+    if isinstance(data, datasets.Dataset):
+        return data
+    if type(data).__name__ == "DataFrame" and hasattr(data, "to_dict"):
+        return Rows(data.to_dict("records"))
+    if isinstance(data, list | tuple):
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise DataError(f"row {i} is a {type(row).__name__}; expected a dict of column: value")
+        return Rows(data)
+    raise DataError(f"cannot read problems from a {type(data).__name__}; give a path, a list of dicts, a pandas "
+                    "DataFrame or a datasets.Dataset")
+
+
+def problems_dataset(data: Any, **fields: Any) -> datasets.Dataset:
+    """The trainer's dataset (prompt, answer, solution, problem_id) from a problem table.
+
+    `data`: a path or built-in name (as ``--dataset_name``), a list of dicts, a pandas
+    DataFrame or a ``datasets.Dataset``. `fields`: any ``DataConfig`` field, e.g.
+    ``problem_column="question"``, ``answer_column="final"``, ``id_column="uid"``,
+    ``prompt_format="plain"``. The same validation as ``antisd train``: a bad row raises
+    ``DataValidationError`` naming it; a missing column, ``DataError``.
+    """
+    if isinstance(data, str | Path):
+        return load_problems(DataConfig(dataset_name=str(data), **fields))
+    cfg = DataConfig(dataset_name=fields.pop("dataset_name", f"<{type(data).__name__}>"), **fields)
+    ds = map_problems(_in_memory_table(data), cfg)
+    logger.info("Prepared %d problems from %s (prompt format %s)", len(ds), cfg.dataset_name, cfg.prompt_format)
     return ds
 
 

@@ -17,7 +17,7 @@ from antisd.evaluate import EvalConfig
 from paths import SHARED_DATA  # noqa: E402
 
 SHARED = SHARED_DATA
-needs_shared = pytest.mark.skipif(not (SHARED / "aime2024.jsonl").is_file(), reason="no ../shared/data")
+needs_shared = pytest.mark.skipif(not (SHARED / "aime2024.jsonl.gz").is_file(), reason="no packaged data")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

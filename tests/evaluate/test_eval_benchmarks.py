@@ -12,7 +12,7 @@ import antisd.evaluate as ev
 from antisd.data import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate import PRESETS, Benchmark, EvalConfig, EvalError, load_benchmark, parse_benchmark, preset_benchmark
 
-from eval_helpers import SHARED, needs_shared, write_jsonl
+from eval_helpers import SHARED, write_jsonl
 
 
 def test_presets_name_the_paper_benchmarks_with_paper_k():
@@ -26,7 +26,9 @@ def test_presets_name_the_paper_benchmarks_with_paper_k():
 
 
 def test_parse_benchmark_specs():
-    assert parse_benchmark("aime24") == PRESETS["aime24"].hub
+    assert parse_benchmark("aime24") == Benchmark("aime24", "aime2024", id_column="id", k=32)  # the shipped copy
+    hub = parse_benchmark("a=HuggingFaceH4/aime_2024?like=aime24")
+    assert (hub.source, hub.split, hub.id_column, hub.k) == ("HuggingFaceH4/aime_2024", "train", "id", 32)
     assert parse_benchmark("aime24?k=8").k == 8
     b = parse_benchmark("mine=/x/data.jsonl?problem=question&answer=final&id=uid&solution=&k=2")
     assert b == Benchmark("mine", "/x/data.jsonl", problem_column="question", answer_column="final",
@@ -40,31 +42,33 @@ def test_parse_benchmark_specs():
             parse_benchmark(bad)
 
 
-@needs_shared
+def test_presets_read_the_shipped_copies_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ev.DATA_DIR_ENV, raising=False)
+    bench = preset_benchmark("hmmt25")
+    assert (bench.source, bench.id_column, bench.k, bench.split) == ("hmmt_feb2025", "id", 32, "train")
+    assert len(load_benchmark(bench)) == 30
+    assert preset_benchmark("hmmt25", str(tmp_path)) == bench  # the file is not in data_dir: the shipped copy
+
+
 def test_presets_read_the_data_dir_when_the_file_is_there(tmp_path, monkeypatch):
-    local = preset_benchmark("hmmt25", str(SHARED))
-    assert (Path(local.source).name, local.id_column, local.k, local.split) == ("hmmt_feb2025.jsonl", "id", 32, "train")
-    assert preset_benchmark("hmmt25", str(tmp_path)) == PRESETS["hmmt25"].hub  # missing file: the hub
-    monkeypatch.setenv(ev.DATA_DIR_ENV, str(SHARED))
+    rows = [{"id": "mine-1", "problem": "What is 1 + 1?", "answer": "2"}]
+    write_jsonl(tmp_path / "hmmt_feb2025.jsonl", rows)
+    local = preset_benchmark("hmmt25", str(tmp_path))
+    assert (Path(local.source).name, local.id_column, local.k) == ("hmmt_feb2025.jsonl", "id", 32)
+    assert load_benchmark(local)["problem_id"] == ["mine-1"]
+    monkeypatch.setenv(ev.DATA_DIR_ENV, str(SHARED))  # the gzipped files are found too
     cfg = EvalConfig(models=["m"], benchmarks=["minerva"])
-    assert cfg.data_dir == str(SHARED) and Path(cfg.benchmark_specs()[0].source).name == "minerva_math.jsonl"
+    assert cfg.data_dir == str(SHARED) and Path(cfg.benchmark_specs()[0].source).name == "minerva_math.jsonl.gz"
 
 
-@needs_shared
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_real_benchmark_files_load_with_ids_answers_and_prompts(name):
-    bench = preset_benchmark(name, str(SHARED))
+    from antisd.mathdata import read_rows
+
+    bench = preset_benchmark(name)
     ds = load_benchmark(bench, limit=3)
-    raw = [json.loads(line) for line in (SHARED / PRESETS[name].local_file).open(encoding="utf-8")][:3]
-    assert ds["problem_id"] == [r["id"] for r in raw]
-    assert ds["answer"] == [r["answer"] for r in raw]
-    system, user = ds[0]["prompt"]
-    assert system == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT} and "\\boxed{}" in system["content"]
-    assert user == {"role": "user", "content": raw[0]["problem"]}
-    plain = load_benchmark(bench, limit=1, prompt_format="plain", system_prompt=None)
-    assert plain[0]["prompt"] == raw[0]["problem"]
-
-
+    raw = read_rows(PRESETS[name].data)[:3]
 def test_hub_formats_load_through_their_preset_columns(tmp_path):
     """Small files in each hub dataset's published format, read with ?like=PRESET."""
     write_jsonl(tmp_path / "gsm8k.jsonl", [

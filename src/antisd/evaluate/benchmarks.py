@@ -1,4 +1,11 @@
-"""Benchmarks: the presets, ``NAME=SOURCE?key=value`` specs, and loading their problems."""
+"""Benchmarks: the presets, ``NAME=SOURCE?key=value`` specs, and loading their problems.
+
+A preset (``aime24``, ``math500``, ...) reads the copy shipped with antisd (``antisd.mathdata``;
+provenance in ``antisd/resources/data/SOURCES.md``), offline and from any folder, unless
+``data_dir`` (``$ANTISD_DATA_DIR``) holds a file of the same name (``aime2024.jsonl`` or
+``.jsonl.gz``). The hub datasets the presets were built from stay reachable as
+``NAME=HUB_NAME?like=PRESET`` (the preset's hub columns).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig, DataError, load_raw, map_problems
+from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig, DataError, Rows, load_raw, map_problems
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -42,24 +49,23 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Preset:
-    hub: Benchmark  # the usual hub dataset and its columns
-    local_file: str  # file name in a data dir (as in /work/shared/data: columns id, problem, answer)
+    hub: Benchmark  # the usual hub dataset and its columns (NAME=HUB_NAME?like=PRESET)
+    data: str  # the shipped file (an antisd.mathdata name): columns id, problem, answer[, solution]
 
 
 PRESETS: dict[str, Preset] = {
-    "aime24": Preset(Benchmark("aime24", "HuggingFaceH4/aime_2024", "train", id_column="id", k=32), "aime2024.jsonl"),
+    "aime24": Preset(Benchmark("aime24", "HuggingFaceH4/aime_2024", "train", id_column="id", k=32), "aime2024"),
     "aime25": Preset(Benchmark("aime25", "MathArena/aime_2025", "train", id_column="problem_idx",
-                               solution_column=None, k=32), "aime2025.jsonl"),
+                               solution_column=None, k=32), "aime2025"),
     "aime26": Preset(Benchmark("aime26", "math-ai/aime26", "test", id_column="id", solution_column=None, k=32),
-                     "aime2026.jsonl"),
+                     "aime2026"),
     "hmmt25": Preset(Benchmark("hmmt25", "MathArena/hmmt_feb_2025", "train", id_column="problem_idx",
-                               solution_column=None, k=32), "hmmt_feb2025.jsonl"),
+                               solution_column=None, k=32), "hmmt_feb2025"),
     "minerva": Preset(Benchmark("minerva", "math-ai/minervamath", "test", problem_column="question",
-                                solution_column=None, k=4), "minerva_math.jsonl"),
-    "math500": Preset(Benchmark("math500", "HuggingFaceH4/MATH-500", "test", id_column="unique_id", k=4),
-                      "math500.jsonl"),
+                                solution_column=None, k=4), "minerva_math"),
+    "math500": Preset(Benchmark("math500", "HuggingFaceH4/MATH-500", "test", id_column="unique_id", k=4), "math500"),
     "gsm8k": Preset(Benchmark("gsm8k", "openai/gsm8k", "test", config="main", problem_column="question",
-                              solution_column="answer", answer_format="gsm8k", k=4), "gsm8k_test.jsonl"),
+                              solution_column="answer", answer_format="gsm8k", k=4), "gsm8k_test"),
 }
 
 _SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_column",
@@ -67,27 +73,32 @@ _SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_
               "answer_format": "answer_format", "like": None}
 
 
-def preset_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
-    """A preset: the local file in `data_dir` when it is there, else the hub dataset."""
+def _preset(name: str) -> Preset:
     if name not in PRESETS:
         raise EvalError(f"benchmark {name!r} is not a preset; presets: {sorted(PRESETS)} "
                         "(other data: NAME=PATH_OR_HUB_NAME?problem=COL&answer=COL)")
-    preset = PRESETS[name]
+    return PRESETS[name]
+
+
+def preset_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
+    """A preset: ``<data>.jsonl`` (or ``.jsonl.gz``) in `data_dir` when it is there, else the shipped copy."""
+    preset = _preset(name)
     if data_dir:
-        path = Path(data_dir).expanduser() / preset.local_file
-        if path.is_file():
-            return Benchmark(name, str(path.resolve()), "train", id_column="id", k=preset.hub.k)
-        logger.warning("%s is not in data_dir %s: %s uses the hub dataset %s", preset.local_file, data_dir,
-                       name, preset.hub.source)
-    return preset.hub
+        for file_name in (f"{preset.data}.jsonl", f"{preset.data}.jsonl.gz"):
+            path = Path(data_dir).expanduser() / file_name
+            if path.is_file():
+                return Benchmark(name, str(path.resolve()), "train", id_column="id", k=preset.hub.k)
+        logger.warning("%s.jsonl is not in data_dir %s: %s uses the copy shipped with antisd", preset.data, data_dir,
+                       name)
+    return Benchmark(name, preset.data, "train", id_column="id", k=preset.hub.k)
 
 
 def parse_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     """A benchmark from ``PRESET`` or ``NAME=SOURCE``, optionally followed by ``?key=value&...``.
 
     Keys: problem, answer, id, solution (column names; empty = none), split, config, k,
-    answer_format (plain|gsm8k), like=PRESET (start from that preset's hub columns, e.g. for a
-    downloaded copy of the hub file).
+    answer_format (plain|gsm8k), like=PRESET (start from that preset's hub columns: the hub dataset
+    itself, or a downloaded copy of the hub file).
     """
     head, _, query = spec.partition("?")
     opts = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -102,7 +113,7 @@ def parse_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     elif not source:
         raise EvalError(f"benchmark {spec!r}: give a source after '=' (a local file or a hub dataset name)")
     elif "like" in opts:
-        bench = dataclasses.replace(preset_benchmark(opts["like"]), name=name, source=source)
+        bench = dataclasses.replace(_preset(opts["like"]).hub, name=name, source=source)
     else:
         bench = Benchmark(name, source)
     if eq and Path(source).expanduser().exists():  # one spelling per file, for the fingerprint
@@ -142,14 +153,15 @@ def load_benchmark(bench: Benchmark, *, limit: int | None = None, prompt_format:
     try:
         raw = load_raw(dcfg)
     except DataError as e:
-        if bench.source in {p.hub.source for p in PRESETS.values()}:
-            raise DataError(f"{e}; or point --data_dir (or ${DATA_DIR_ENV}) at a folder holding "
-                            f"{PRESETS[bench.name].local_file if bench.name in PRESETS else 'the local file'}") from e
+        hub = {p.hub.source: preset for preset, p in PRESETS.items()}
+        if bench.source in hub:
+            raise DataError(f"{e}; the preset {hub[bench.source]!r} alone reads the copy shipped with antisd") from e
         raise
     if bench.answer_format == "gsm8k":
         if bench.answer_column not in raw.column_names:
             raise DataError(f"benchmark {bench.name}: answer column {bench.answer_column!r} is not in "
                             f"{raw.column_names}")
-        raw = raw.map(lambda row: {GSM8K_FINAL_COLUMN: gsm8k_final_answer(row[bench.answer_column])})
+        rows = raw if isinstance(raw, Rows) else raw.to_list()
+        raw = Rows({**row, GSM8K_FINAL_COLUMN: gsm8k_final_answer(row.get(bench.answer_column))} for row in rows)
         dcfg = dataclasses.replace(dcfg, answer_column=GSM8K_FINAL_COLUMN)
     return map_problems(raw, dcfg)

@@ -67,8 +67,8 @@ class EvalConfig:
         'Extra chat-template arguments as JSON, e.g. \'{"enable_thinking": false}\' for Qwen3.'))
     limit: int | None = field(default=None, metadata=_help("Evaluate only the first N problems of each benchmark."))
     data_dir: str | None = field(default=None, metadata=_help(
-        f"Folder with local benchmark files (aime2024.jsonl, ...); presets read them instead of the hub "
-        f"(default: ${DATA_DIR_ENV})."))
+        f"Folder with your own copies of the preset files (aime2024.jsonl, math500.jsonl, ... or .jsonl.gz); "
+        f"presets read them instead of the copies shipped with antisd (default: ${DATA_DIR_ENV})."))
     overwrite: bool = field(default=False, metadata=_help(
         "Discard existing samples written with other settings instead of refusing to mix them."))
     rescore: bool = field(default=False, metadata=_help(
