@@ -233,9 +233,6 @@ class LocalExecutor:
         self._isolation: str | None = None if isolation != "none" else "none"
         self.tmpfs_size = True
 
-    def __getstate__(self) -> dict[str, Any]:  # picklable for process pools
-        return dict(self.__dict__)
-
     @property
     def isolation(self) -> str:
         """"bwrap" or "none", probing once (per process and bwrap binary) on first use."""

@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from antisd.code.extract import EXTRACTED, CodeOutcome, CodeStats, extract_code
+from antisd.code.extract import CodeOutcome, CodeStats, extract_code
 from antisd.code.harness import HarnessConfig, ProgramResult, UnusableTaskError, check_program, expected_for
 from antisd.code.sandbox import Executor, LocalExecutor
 from antisd.code.tasks import CodeTask
@@ -147,5 +147,3 @@ class CodeScorer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-
-__all__ = ["CodeScorer", "default_workers", "outcome_of", "EXTRACTED"]
