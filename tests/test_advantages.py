@@ -92,7 +92,7 @@ def test_statistics_match_direct_computation():
     seq_adv, t, s, token_mask, ctx_mask = _case(4, B=6, T=40)
     ent = torch.rand(6, 40, generator=torch.Generator().manual_seed(9)) * 3
     term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.5)
-    st = {k: (n / d).item() for k, (n, d) in token_term_statistics(term, token_mask=token_mask, ctx_mask=ctx_mask,
+    st = {k: (n / d).item() for k, (n, d) in token_term_statistics(term, token_mask=token_mask,
                                                                     student_entropy=ent).items()}
     u = (t - s)[ctx_mask]
     d = term.delta[ctx_mask]
@@ -128,3 +128,28 @@ def test_pending_token_term_travels_through_trl_splitting_and_shuffling():
         assert pending.lam == 0.25
         assert torch.equal(pending.teacher_logps, teacher[rows]) and torch.equal(pending.ctx_mask, ctx[rows])
     assert PendingTokenTerm.take({"advantages": torch.zeros(2)}) is None
+
+
+def test_nonfinite_log_probs_never_reach_an_advantage_and_are_counted():
+    seq_adv, t, s, token_mask, ctx_mask = _case(5, B=6, T=12)
+    t = t.clone()
+    t[0, 0] = float("nan")
+    t[1, 1] = float("-inf")
+    s = s.clone()
+    s[3, 2] = float("inf")
+    wanted = ctx_mask & token_mask
+    bad = int(wanted[0, 0]) + int(wanted[1, 1]) + int(wanted[3, 2])
+    for centering in ("none", "sequence", "batch_cap"):
+        term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.5,
+                                      centering=centering)
+        assert torch.isfinite(term.advantages).all() and torch.isfinite(term.u).all()
+        assert int(term.n_nonfinite) == bad
+        st = token_term_statistics(term, token_mask=token_mask)
+        assert all(torch.isfinite(n) and torch.isfinite(d) for n, d in st.values())
+        n, d = st["pmi/nonfinite_frac"]
+        assert int(n) == bad and int(d) == int(wanted.sum())
+    # without centering, those tokens keep their plain sequence advantage
+    term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.5)
+    for i, j in ((0, 0), (1, 1), (3, 2)):
+        if token_mask[i, j]:
+            assert term.advantages[i, j] == pytest.approx(float(seq_adv[i]))

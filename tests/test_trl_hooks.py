@@ -34,6 +34,7 @@ def test_private_hook_signatures():
     assert _params(GRPOTrainer._save_checkpoint) == ["self", "model", "trial"]
     assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
     assert _params(GRPOTrainer._generate_single_turn)[:3] == ["self", "prompt_ids", "images"]
+    assert _params(GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
 
 
 def test_plain_generation_calls_the_unwrapped_models_generate():

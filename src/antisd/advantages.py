@@ -24,12 +24,14 @@ FORK_QUANTILE = 0.2  # "fork" tokens: the top 20% of scored tokens by student en
 
 @dataclass(frozen=True)
 class TokenTerm:
-    """The composed advantages and the intermediate terms, all (B, T) float32."""
+    """The composed advantages and the intermediate terms, all (B, T) float32 unless noted."""
 
     advantages: torch.Tensor  # A_{i,t}, 0 outside token_mask
-    u: torch.Tensor  # PMI u_t (defined everywhere; meaningful inside ctx_mask)
+    u: torch.Tensor  # PMI u_t, 0 outside ctx_mask
     delta: torch.Tensor  # signal(u), 0 outside ctx_mask, before centering
     applied: torch.Tensor  # delta after centering: what enters the composition
+    ctx_mask: torch.Tensor  # (B, T) bool: scored context tokens whose t_t and s_t are finite
+    n_nonfinite: torch.Tensor  # 0-d: context tokens dropped because t_t or s_t was NaN/inf
 
 
 def token_level_advantages(
@@ -51,13 +53,16 @@ def token_level_advantages(
     one keeps its plain GRPO advantage). The token term carries no gradient.
     """
     token_mask = token_mask.bool()
-    ctx_mask = ctx_mask.bool() & token_mask  # (B, T)
-    u = pmi(teacher_logps.detach(), student_logps.detach())  # (B, T)
-    delta = token_signal(teacher_logps.detach(), student_logps.detach(), signal)  # (B, T)
-    delta = torch.where(ctx_mask, delta, torch.zeros_like(delta))
+    t, s = teacher_logps.detach(), student_logps.detach()
+    wanted = ctx_mask.bool() & token_mask  # (B, T)
+    ctx_mask = wanted & torch.isfinite(t) & torch.isfinite(s)  # a NaN/inf log-prob never reaches an advantage
+    zero = torch.zeros((), dtype=torch.float32, device=t.device)
+    u = torch.where(ctx_mask, pmi(t, s), zero)  # (B, T)
+    delta = torch.where(ctx_mask, token_signal(t, s, signal), zero)  # (B, T)
     applied = center_token_term(delta, ctx_mask, centering)  # (B, T)
     adv = compose_advantages(seq_adv, applied, token_mask, lam, composition)  # (B, T)
-    return TokenTerm(advantages=adv, u=u, delta=delta, applied=applied)
+    return TokenTerm(advantages=adv, u=u, delta=delta, applied=applied, ctx_mask=ctx_mask,
+                     n_nonfinite=(wanted & ~ctx_mask).sum())
 
 
 def _pair(num: torch.Tensor, den: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +73,6 @@ def token_term_statistics(
     term: TokenTerm,
     *,
     token_mask: torch.Tensor,
-    ctx_mask: torch.Tensor,
     student_entropy: torch.Tensor | None = None,
     fork_quantile: float = FORK_QUANTILE,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -79,12 +83,13 @@ def token_term_statistics(
                                                   of its absolute mass that is positive
     signal/applied_mean                           delta after centering
     adv/nonzero_token_frac                        tokens with a non-zero advantage
+    pmi/nonfinite_frac                            context tokens dropped for a NaN/inf log-prob
     fork/* and nonfork/* (with ``student_entropy``) u and delta on the top ``fork_quantile`` of
                                                   context tokens by student entropy vs the rest;
                                                   fork/signal_mass_frac is their share of |delta|
     """
     token_mask = token_mask.bool()
-    ctx_mask = ctx_mask.bool() & token_mask  # (B, T)
+    ctx_mask = term.ctx_mask  # (B, T)
     f = ctx_mask.float()
     n_ctx = f.sum()
     u, delta = term.u, term.delta
@@ -97,6 +102,7 @@ def token_term_statistics(
         "signal/pos_mass_frac": _pair((delta.clamp(min=0) * f).sum(), abs_mass),
         "signal/applied_mean": _pair((term.applied * f).sum(), n_ctx),
         "adv/nonzero_token_frac": _pair(((term.advantages != 0).float() * token_mask).sum(), token_mask.float().sum()),
+        "pmi/nonfinite_frac": _pair(term.n_nonfinite, n_ctx + term.n_nonfinite),
     }
     if student_entropy is not None:
         keep = ctx_mask & torch.isfinite(student_entropy)  # (B, T)

@@ -136,6 +136,12 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "for small models on CPU; ignored (with a log line) under vLLM, DeepSpeed, FSDP, PEFT or "
                           "generation settings it does not support."},
     )
+    stop_on_nonfinite: bool = field(
+        default=True,
+        metadata={"help": "Stop with a clear error when a step's loss or gradient is NaN/inf, before the optimizer "
+                          "applies it, after saving a checkpoint of the last good step (rather than training on "
+                          "garbage). Under DeepSpeed the gradients are sharded and only the loss is checked."},
+    )
     logps_batch_rows: int | None = field(
         default=None,
         metadata={"help": "Rows per forward in the loss's and the student's log-prob passes, sorted by length and cut to "

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +40,24 @@ from typing import Any
 import torch
 from accelerate.utils import DistributedType, gather, gather_object
 from transformers import PreTrainedModel
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from antisd.advantages import scored_token_mask, token_level_advantages, token_term_statistics
 from antisd.batching import length_bucketed
+from antisd.checkpoints import (  # noqa: F401 - STATE_FILE, atomic_write_json, last_complete_checkpoint: re-exported
+    STATE_FILE,
+    STATE_VERSION,
+    atomic_write_json,
+    last_complete_checkpoint,
+    publish,
+    read_state,
+    remove_leftovers,
+    rotate_checkpoints,
+    staging_dir,
+)
 from antisd.config import AntiSDConfig
 from antisd.context import TeacherContext, build_teacher_contexts, source_fractions
 from antisd.gate import SchmittGate, gate_statistic, make_gate
@@ -57,7 +69,9 @@ from antisd.sampling import left_pad
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "antisd_state.json"
+
+class NonFiniteTrainingError(RuntimeError):
+    """A step's loss or gradient was NaN/inf (``stop_on_nonfinite``); the last good step is checkpointed."""
 
 
 @dataclass(frozen=True)
@@ -81,17 +95,6 @@ class PendingTokenTerm:
             return None
         t, c, lam = (batch[k] for k in cls.KEYS)
         return cls(teacher_logps=t, ctx_mask=c, lam=float(lam))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def deliberation_token_ids(tokenizer, words: list[str]) -> set[int]:
@@ -121,6 +124,7 @@ class AntiSDTrainer(GRPOTrainer):
         self._stash: dict[str, Any] = {}
         self._pending_token_term: tuple[PendingTokenTerm, dict] | None = None
         self._logged_once: set[str] = set()
+        self._pre_generation: tuple[int, int, dict | None] | None = None
         self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
@@ -131,7 +135,16 @@ class AntiSDTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ TRL hooks
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._stash = {"prompts": list(prompts), "completions": list(completions), "rewards_per_func": rewards_per_func}
+        # (B_global, n_funcs). An infinite reward would make the group's mean and std (and every advantage of
+        # the group) NaN; treated as missing instead (TRL's nan-aware baseline then skips it), and counted.
+        nonfinite = ~torch.isfinite(rewards_per_func)
+        infinite = torch.isinf(rewards_per_func)
+        if infinite.any():
+            self._log_once("a reward function returned +-inf; such rewards are treated as missing (NaN) and counted "
+                           "in reward/nonfinite_frac")
+            rewards_per_func = rewards_per_func.masked_fill(infinite, float("nan"))
+        self._stash = {"prompts": list(prompts), "completions": list(completions), "rewards_per_func": rewards_per_func,
+                       "nonfinite_reward_frac": nonfinite.float().mean().item() if nonfinite.numel() else 0.0}
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -141,6 +154,9 @@ class AntiSDTrainer(GRPOTrainer):
         self._log_completion_metrics(output, stash, mode)
         if not self.args.uses_teacher or mode != "train":
             return output
+        # what a checkpoint of the previous step holds, should this step fail (see _stop_nonfinite)
+        self._pre_generation = (self.state.global_step, self._generation_index,
+                                None if self.gate is None else self.gate.state_dict())
         self._generation_index += 1
         return self._apply_token_term(inputs, output, stash)
 
@@ -195,6 +211,41 @@ class AntiSDTrainer(GRPOTrainer):
         if message not in self._logged_once:
             self._logged_once.add(message)
             logger.info(message)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.stop_on_nonfinite:
+            bad = not bool(torch.isfinite(loss).all())
+            what = "loss" if bad else ""
+            if not bad and self.accelerator.distributed_type != DistributedType.DEEPSPEED:
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                bad = bool(grads) and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+                what = "gradient" if bad else ""
+            if self.accelerator.num_processes > 1:  # every rank stops together
+                bad = bool(gather(torch.tensor([float(bad)], device=self.accelerator.device)).max() > 0)
+                what = what or "loss or gradient (on another process)"
+            if bad:
+                self._stop_nonfinite(model, what, float(loss.detach().float().mean()))
+        return loss
+
+    def _stop_nonfinite(self, model, what: str, loss: float) -> None:
+        """Save the last good step (the optimizer has not applied this step yet) and raise."""
+        model.zero_grad(set_to_none=True)
+        step = self.state.global_step
+        folder = Path(self._get_output_dir(trial=None)) / f"checkpoint-{step}"
+        if step > 0 and not (folder / STATE_FILE).exists():
+            if self._pre_generation is not None and self._pre_generation[0] == step:
+                # this step generated (and moved the gate): checkpoint the state from before it
+                _, self._generation_index, gate_state = self._pre_generation
+                if gate_state is not None:
+                    self.gate.load_state_dict(gate_state)
+            self._save_checkpoint(model, trial=None)
+        saved = f"the last good step's state is in {folder}" if step > 0 else "no step had completed; nothing was saved"
+        raise NonFiniteTrainingError(
+            f"the {what} of step {step + 1} is not finite (loss={loss}); training stopped before the optimizer "
+            f"applied it: {saved}. Look at the step's reward/nonfinite_frac, pmi/nonfinite_frac and "
+            "teacher/entropy_nonfinite_frac, lower the learning rate, or set stop_on_nonfinite=False to train on."
+        )
 
     # ------------------------------------------------------------------ the token term
     def _global_contexts(self, inputs, stash) -> tuple[list[TeacherContext], torch.Tensor]:
@@ -269,21 +320,26 @@ class AntiSDTrainer(GRPOTrainer):
         )
         return logps.float(), ent.float()
 
-    def _global_stat(self, values: torch.Tensor, keep_mask: torch.Tensor) -> tuple[float, float]:
-        """Mean and median of ``values[keep_mask]`` over all processes (NaN when empty)."""
+    def _global_stat(self, values: torch.Tensor, keep_mask: torch.Tensor) -> tuple[float, float, float]:
+        """Mean and median of the finite ``values[keep_mask]`` over all processes (NaN when there are none),
+        and the share of ``values[keep_mask]`` that is not finite (NaN/inf never reach a mean or the gate)."""
         local = values[keep_mask].float()
         if self.accelerator.num_processes > 1:
             allv = torch.tensor(sum(gather_object([local.tolist()]), []))
         else:
             allv = local.cpu()
+        finite = torch.isfinite(allv)
+        bad_frac = (~finite).float().mean().item() if allv.numel() else 0.0
+        allv = allv[finite]
         if allv.numel() == 0:
-            return float("nan"), float("nan")
-        return allv.mean().item(), allv.median().item()
+            return float("nan"), float("nan"), bad_frac
+        return allv.mean().item(), allv.median().item(), bad_frac
 
     def _gate_statistic(self, t_ent, ctx_mask, s_logps, token_mask) -> tuple[float, float, float]:
         """(teacher entropy mean, median, the gate's statistic) over all processes."""
         a = self.args
-        h_mean, h_median = self._global_stat(t_ent, ctx_mask)
+        h_mean, h_median, h_bad = self._global_stat(t_ent, ctx_mask)
+        self._metrics["train"]["teacher/entropy_nonfinite_frac"].append(h_bad)
         if gate_statistic(a.gate) == "student_perplexity":
             s_mean_nll = self._global_stat(-s_logps, token_mask)[0]
             return h_mean, h_median, math.exp(s_mean_nll) if math.isfinite(s_mean_nll) else float("nan")
@@ -328,7 +384,7 @@ class AntiSDTrainer(GRPOTrainer):
             seq_adv, pending.teacher_logps, s_logps.detach().float(), token_mask=token_mask, ctx_mask=pending.ctx_mask,
             lam=pending.lam, signal=a.token_signal, composition=a.composition, centering=a.token_term_centering,
         )
-        stats = token_term_statistics(term, token_mask=token_mask, ctx_mask=pending.ctx_mask,
+        stats = token_term_statistics(term, token_mask=token_mask,
                                       student_entropy=None if s_ent is None else s_ent.detach())
         self._log_ratios(stats)
         return term.advantages.to(seq_adv.device)
@@ -415,11 +471,12 @@ class AntiSDTrainer(GRPOTrainer):
             r = r[~torch.isnan(r)]
             acc = (r >= self.args.correct_threshold).float().mean().item() if r.numel() else float("nan")
             m["accuracy"].append(acc)
+            m["reward/nonfinite_frac"].append(stash["nonfinite_reward_frac"])
 
     def _log_student_metrics(self, s_logps, s_ent, token_mask) -> None:
         m = self._metrics["train"]
         if s_ent is not None:
-            se_mean, se_median = self._global_stat(s_ent.detach(), token_mask)
+            se_mean, se_median, _ = self._global_stat(s_ent.detach(), token_mask)
             m["student/entropy_mean"].append(se_mean)
             m["student/entropy_median"].append(se_median)
         nll = self._mean_all(-s_logps.detach().float(), token_mask.float())
@@ -473,7 +530,7 @@ class AntiSDTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ checkpoints
     def antisd_state_dict(self) -> dict[str, Any]:
         return {
-            "version": 1,
+            "version": STATE_VERSION,
             "generation_index": self._generation_index,
             "gate": None if self.gate is None else self.gate.state_dict(),
             "method": self.args.method,
@@ -485,30 +542,50 @@ class AntiSDTrainer(GRPOTrainer):
             self.gate.load_state_dict(state["gate"])
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        """transformers' checkpoint, crash-safe (``antisd.checkpoints``): written into a staging folder,
+        completed with ``STATE_FILE``, fsynced and renamed to ``checkpoint-N``; older ones rotated after."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = staging_dir(run_dir, name)
         if self.args.should_save:
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            # Written last, atomically: its presence marks the checkpoint complete.
-            atomic_write_json(folder / STATE_FILE, self.antisd_state_dict())
+            remove_leftovers(run_dir)
+        self.accelerator.wait_for_everyone()
+        # transformers writes <run dir>/checkpoint-N and rotates <run dir>: here the staging folder.
+        self._get_output_dir = lambda trial=None: str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best is not None and Path(best).parent == staging:  # it names the staged copy
+                self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+                self.state.save_to_json(str(staging / name / TRAINER_STATE_NAME))
+            atomic_write_json(staging / name / STATE_FILE, self.antisd_state_dict())
+        self.accelerator.wait_for_everyone()  # every process's files (RNG states, optimizer shards) are in
+        if self.args.should_save:
+            publish(staging / name, run_dir / name)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
-        path = Path(checkpoint) / STATE_FILE
-        if self.args.reset_gate_on_resume or not path.exists():
-            why = "reset_gate_on_resume=True" if self.args.reset_gate_on_resume else f"no {STATE_FILE} in {checkpoint}"
-            logger.info("Resuming with a fresh gate warm-up (%s).", why)
-            if path.exists():
-                self._generation_index = int(json.loads(path.read_text())["generation_index"])
+        micro_steps = self.state.global_step * self.args.gradient_accumulation_steps
+        if micro_steps % (self.args.steps_per_generation * self.num_iterations):
+            logger.warning("Resuming at step %d, inside a generation batch (steps_per_generation=%d, num_iterations=%d): "
+                           "its remaining rollouts are generated anew, so the run will not repeat an uninterrupted "
+                           "one exactly", self.state.global_step, self.args.steps_per_generation, self.num_iterations)
+        state = read_state(checkpoint)  # None without STATE_FILE; a damaged file raises, naming it
+        if state is None or self.args.reset_gate_on_resume:
+            if self.args.reset_gate_on_resume:
+                logger.info("Resuming with a fresh gate warm-up (reset_gate_on_resume=True).")
+            elif self.gate is not None:
+                logger.warning("%s has no %s (a checkpoint of another trainer, or an incomplete one of an older "
+                               "antisd): the gate starts a fresh warm-up; set reset_gate_on_resume=true to say so",
+                               checkpoint, STATE_FILE)
+            if state is not None:
+                self._generation_index = int(state["generation_index"])
             return
-        self.load_antisd_state_dict(json.loads(path.read_text()))
-        logger.info("Restored AntiSD state from %s (generation %d).", path, self._generation_index)
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` folder holding ``antisd_state.json`` (written last, atomically)."""
-    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
-    complete = [p for p in folders if (p / STATE_FILE).exists()]
-    return str(complete[-1]) if complete else None
-
+        self.load_antisd_state_dict(state)
+        logger.info("Restored AntiSD state from %s (generation %d).", checkpoint, self._generation_index)
