@@ -104,18 +104,17 @@ def token_term_statistics(
         "adv/nonzero_token_frac": _pair(((term.advantages != 0).float() * token_mask).sum(), token_mask.float().sum()),
         "pmi/nonfinite_frac": _pair(term.n_nonfinite, n_ctx + term.n_nonfinite),
     }
-    if student_entropy is not None:
+    if student_entropy is not None:  # the same keys on every process (they are summed across processes)
         keep = ctx_mask & torch.isfinite(student_entropy)  # (B, T)
-        if keep.any():
-            ent = student_entropy.float()
-            thr = torch.quantile(ent[keep], 1.0 - fork_quantile)
-            fork_mask = keep & (ent >= thr)  # (B, T)
-            for name, mask in (("fork", fork_mask), ("nonfork", keep & ~fork_mask)):
-                w = mask.float()
-                out[f"{name}/pmi_mean"] = _pair((u * w).sum(), w.sum())
-                out[f"{name}/signal_mean"] = _pair((delta * w).sum(), w.sum())
-            out["fork/signal_mass_frac"] = _pair((delta.abs() * fork_mask).sum(), (delta.abs() * keep).sum())
-            out["fork/entropy_threshold"] = _pair(thr, torch.ones(()))
+        ent = student_entropy.float()
+        thr = torch.quantile(ent[keep], 1.0 - fork_quantile) if keep.any() else torch.zeros(())
+        fork_mask = keep & (ent >= thr)  # (B, T)
+        for name, mask in (("fork", fork_mask), ("nonfork", keep & ~fork_mask)):
+            w = mask.float()
+            out[f"{name}/pmi_mean"] = _pair((u * w).sum(), w.sum())
+            out[f"{name}/signal_mean"] = _pair((delta * w).sum(), w.sum())
+        out["fork/signal_mass_frac"] = _pair((delta.abs() * fork_mask).sum(), (delta.abs() * keep).sum())
+        out["fork/entropy_threshold"] = _pair(thr, keep.any().float())
     return out
 
 
