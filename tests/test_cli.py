@@ -88,11 +88,40 @@ def test_bad_yaml_syntax(tmp_path, capsys):
     assert code == 2 and "is not valid YAML" in err
 
 
-def test_train_help(capsys):
+def test_train_help_opens_with_the_antisd_options(capsys):
+    from antisd.config import antisd_field_names
+
+    assert main(["train", "--help"]) == 0
+    short = capsys.readouterr().out
+    assert short.startswith("usage: antisd train [--config YAML ...] [--recipe MODEL METHOD]")
+    assert "toyworld" in short and "dapo_math_17k" in short and "--help-all" in short
+    groups = [line for line in short.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert groups[:4] == ["AntiSD method (docs/method.md):", "gate:", "guards:",
+                          "privileged context (the teacher's prompt):"]
+    assert all(f"--{name}" in short for name in antisd_field_names())  # every AntiSD option, in some section
+    assert short.index("--gate_down_ratio") < short.index("\nmodel:\n") < short.index("\ncommon TRL options")
+    assert main(["train", "--help-all"]) == 0
+    full = capsys.readouterr().out
+    assert "--adam_beta1" not in short and len(short.splitlines()) < len(full.splitlines()) / 3
+    assert "--adam_beta1" in full and "--gate_down_ratio" in full and "toyworld" in full
     with pytest.raises(SystemExit) as e:
         cli.build_parser().parse_args(["--help"])
     assert e.value.code == 0
-    assert "--gate_down_ratio" in capsys.readouterr().out
+
+
+def test_recipes_are_package_data_found_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recipe", "--dir"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder == RECIPES and (folder / "toy" / "antisd.yaml").is_file()
+    assert folder.parts[-3:] == ("antisd", "resources", "recipes")
+    *_, config = parse_train_args(["--config", "recipes/toy/antisd.yaml", "--max_steps", "3"])
+    assert config.max_steps == 3 and config.teacher_template.endswith("feedback : {feedback} .")
+    (tmp_path / "recipes" / "toy").mkdir(parents=True)  # a local file of that name wins
+    write_yaml(tmp_path / "recipes" / "toy" / "antisd.yaml", {"model_name_or_path": "toyworld", "dataset_name": "toyworld",
+                                                              "max_steps": 7, "bf16": False})
+    *_, config = parse_train_args(["--config", "recipes/toy/antisd.yaml"])
+    assert config.max_steps == 7
 
 
 def test_top_level_usage(capsys):
@@ -111,9 +140,47 @@ def test_top_level_usage(capsys):
 def test_no_config_uses_the_builtin_default(tmp_path, base_yaml, monkeypatch):
     monkeypatch.setattr(builtin, "TOY_RECIPE", Path(base_yaml))
     seen = {}
-    monkeypatch.setattr(cli, "run_train", lambda m, d, c, r: seen.update(m=m, c=c))
+    monkeypatch.setattr(cli, "run_train", lambda m, d, c, r, **kw: seen.update(m=m, c=c))
     assert main(["train", "--max_steps", "3"]) == 0
     assert seen["m"].model_name_or_path == "some/model" and seen["c"].max_steps == 3  # overrides still win
+
+
+def _trained_settings(monkeypatch, argv):
+    seen = {}
+    monkeypatch.setattr(cli, "run_train", lambda m, d, c, r, **kw: seen.update(m=m, d=d, c=c, inputs=kw["run_inputs"]))
+    assert main(["train", *argv]) == 0
+    return seen
+
+
+def test_a_real_model_without_config_gets_the_documented_defaults(tmp_path, monkeypatch):
+    """The toy world's prompt format, templates and hyper-parameters never reach a user's model."""
+    from antisd.config import AntiSDConfig
+    from antisd.context import DEFAULT_ANSWER_TEMPLATE, DEFAULT_TEMPLATE
+    from antisd.data import DEFAULT_SYSTEM_PROMPT
+
+    seen = _trained_settings(monkeypatch, ["--model_name_or_path", "my/model", "--dataset_name", "my.jsonl",
+                                           "--output_dir", str(tmp_path / "out"), *CPU])
+    d, c, inputs = seen["d"], seen["c"], seen["inputs"]
+    assert (d.prompt_format, d.system_prompt, d.dataset_name) == ("chat", DEFAULT_SYSTEM_PROMPT, "my.jsonl")
+    assert (c.teacher_template, c.answer_template, c.solution_sources) == (
+        DEFAULT_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, ["sibling", "dataset", "answer"])
+    defaults = AntiSDConfig(output_dir=str(tmp_path / "d"), report_to=[], bf16=False)
+    for key in ("learning_rate", "max_steps", "num_generations", "max_completion_length", "lr_scheduler_type",
+                "temperature", "logging_steps", "method", "gate", "lambda_max"):
+        assert getattr(c, key) == getattr(defaults, key), key
+    assert set(inputs) == {"model_name_or_path", "dataset_name", "output_dir", "bf16"}  # what antisd_run.yaml records
+    help_text = " ".join(cli.train_help().split())  # --help shows exactly these defaults
+    assert "the toy world). (default: chat)" in help_text and "(default: {prompt} Here is a reference solution" in help_text
+
+
+@pytest.mark.parametrize("model", [None, "toyworld", "toyworld:tiny"])
+def test_the_toy_model_gets_the_toy_settings(monkeypatch, model):
+    from antisd.builtin import TOY_TRAIN
+
+    seen = _trained_settings(monkeypatch, ["--model_name_or_path", model] if model else [])
+    assert seen["m"].model_name_or_path == (model or "toyworld")
+    assert seen["d"].prompt_format == "plain" and seen["c"].teacher_template == TOY_TRAIN["teacher_template"]
+    assert seen["c"].max_steps == TOY_TRAIN["max_steps"] and seen["c"].answer_template == "x = {answer}"
 
 
 def test_no_config_without_the_builtin_default(tmp_path, monkeypatch, capsys):
@@ -151,7 +218,7 @@ def test_model_recipes_share_the_table2_setup():
     table2 = {"max_steps": 200, "learning_rate": 1e-6, "num_generations": 8, "beta": 0.0, "bf16": True,
               "gradient_checkpointing": True, "use_vllm": True, "vllm_mode": "colocate",
               "vllm_max_model_length": 32768, "report_to": ["tensorboard"],
-              "dataset_name": "data/dapo_math_17k.jsonl"}
+              "dataset_name": "dapo_math_17k"}
     hub = {"qwen3-8b": "Qwen/Qwen3-8B", "qwen3-4b-instruct-2507": "Qwen/Qwen3-4B-Instruct-2507",
            "olmo-3-7b-instruct": "allenai/Olmo-3-7B-Instruct", "olmo-3-7b-think": "allenai/Olmo-3-7B-Think",
            "qwen3-30b-a3b": "Qwen/Qwen3-30B-A3B"}
@@ -193,7 +260,7 @@ def test_every_recipe_combination_validates(model):
         recipe = load_recipe(model, method)
         assert c.use_vllm is True and c.vllm_mode == "colocate"
         assert c.method == recipe["method"] and c.output_dir == f"outputs/{model}/{method}"
-        assert d.dataset_name.endswith("dapo_math_17k.jsonl") and d.id_column == "id"
+        assert d.dataset_name == "dapo_math_17k" and d.id_column == "id"  # shipped with antisd
         assert c.max_steps == (50 if method == "continual" else 200)
         if method == "continual":
             assert m.model_name_or_path == f"outputs/{model}/grpo" and c.reset_gate_on_resume is True

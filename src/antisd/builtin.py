@@ -1,16 +1,20 @@
 """Built-in names of the toy reasoning world, and the default of ``antisd train`` on it.
 
-``antisd train`` with no ``--config`` runs ``recipes/toy/antisd.yaml`` (canonical AntiSD on the
-toy world; ``TOY_TRAIN`` is that file read). Two built-in names make the toy world usable from
-any config:
+``antisd train`` with no ``--config``/``--recipe`` and no model, or the toy model, runs
+``recipes/toy/antisd.yaml`` (canonical AntiSD on the toy world; ``TOY_TRAIN`` is that file read,
+from the packaged recipes). Any other model gets the general defaults (``antisd train --help``):
+the toy world's plain prompts, templates and hyper-parameters never reach a real model. Two
+built-in names make the toy world usable from any config:
 
     model_name_or_path: toyworld        the cached toy base policy (built on first use, ~4 min on 2 idle cores;
                         toyworld:tiny   a seconds-long one for smoke tests)
     dataset_name:       toyworld        fresh training problems of the toy task families, written
                                         once to the cache as JSONL (id, problem, answer, solution)
 
-After training on the toy world, the run's held-out accuracy (and the base policy's, from its
-build) goes into ``report.md`` next to the curves.
+The cache is ``$ANTISD_CACHE_DIR``, else the user's cache folder (``~/.cache/antisd`` on Linux;
+``antisd.toyworld.base_policy.default_cache_dir``), so every folder reuses one build. After
+training on the toy world, the run's held-out accuracy (and the base policy's, from its build)
+goes into ``report.md`` next to the curves.
 
 CPU:  antisd train                      (14-16 min on 2 idle cores once the base policy is cached)
       antisd train --method grpo --output_dir runs/toy-grpo
@@ -42,11 +46,24 @@ TOY_TRAIN: dict[str, Any] = read_yaml(TOY_RECIPE) if TOY_RECIPE.is_file() else {
 
 
 def default_train_argv() -> list[str]:
-    """``--config recipes/toy/antisd.yaml``: the arguments ``antisd train`` puts before the user's own."""
+    """``--config recipes/toy/antisd.yaml``: the arguments ``antisd train`` puts before the user's own
+    when the toy world's defaults apply (``antisd.cli``)."""
     if not TOY_RECIPE.is_file():
         raise CliError(f"no --config or --recipe given, and the built-in default {str(TOY_RECIPE)!r} is not in "
                        "this install; run antisd train --config FILE.yaml or --recipe MODEL METHOD")
     return ["--config", str(TOY_RECIPE)]
+
+
+def model_flag(argv: list[str]) -> str | None:
+    """The value of ``--model_name_or_path`` (or ``--model-name-or-path``, ``--flag=value``) in `argv`, else None."""
+    names = ("--model_name_or_path", "--model-name-or-path")
+    value = None
+    for i, arg in enumerate(argv):
+        if arg in names and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(tuple(f"{n}=" for n in names)):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def is_toy_model(name: str) -> bool:
@@ -76,19 +93,29 @@ def toy_dataset_file(n: int = TOY_TRAIN_PROBLEMS, seed: int = 0, cache_dir: str 
     return path
 
 
+def resolve_model(model_args):
+    """``toyworld`` / ``toyworld:<recipe>`` as the local path of the cached toy base policy."""
+    if not is_toy_model(model_args.model_name_or_path):
+        return model_args
+    from antisd.toyworld import ensure_base_policy, recipe
+
+    name = model_args.model_name_or_path.partition(":")[2] or "default"
+    logger.info("Built-in model %r: the toy base policy (recipe %s; built once, then cached)",
+                model_args.model_name_or_path, name)
+    return replace(model_args, model_name_or_path=str(ensure_base_policy(recipe(name))))
+
+
+def resolve_dataset(data_cfg):
+    """``toyworld`` as the cached JSONL of toy training problems (and its columns)."""
+    if data_cfg.dataset_name != TOY_DATASET:
+        return data_cfg
+    return replace(data_cfg, dataset_name=str(toy_dataset_file(seed=0)), problem_column="problem",
+                   answer_column="answer", solution_column="solution", id_column="id")
+
+
 def resolve_builtins(model_args, data_cfg):
     """Replace the built-in names ``toyworld`` (model, dataset) by real local paths."""
-    if is_toy_model(model_args.model_name_or_path):
-        from antisd.toyworld import ensure_base_policy, recipe
-
-        name = model_args.model_name_or_path.partition(":")[2] or "default"
-        logger.info("Built-in model %r: the toy base policy (recipe %s; built once, then cached)",
-                    model_args.model_name_or_path, name)
-        model_args = replace(model_args, model_name_or_path=str(ensure_base_policy(recipe(name))))
-    if data_cfg.dataset_name == TOY_DATASET:
-        data_cfg = replace(data_cfg, dataset_name=str(toy_dataset_file(seed=0)), problem_column="problem",
-                           answer_column="answer", solution_column="solution", id_column="id")
-    return model_args, data_cfg
+    return resolve_model(model_args), resolve_dataset(data_cfg)
 
 
 def evaluate_toy_policy(model, tokenizer, base_policy_path: str | Path, *, max_new_tokens: int = 96,

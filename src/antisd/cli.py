@@ -2,30 +2,39 @@
 
 What ``train`` does: reads YAML config files and ``--key value`` overrides into four
 dataclasses (``ModelArgs``, ``DataConfig``, ``RewardArgs``, ``AntiSDConfig``; the config layer
-``antisd.configio``), then ``antisd.train.run_train`` loads the tokenizer, the model and the
-problems, and trains ``AntiSDTrainer`` (TRL's GRPOTrainer plus the AntiSD token advantages)
-with the math-verify reward, then saves the final model to ``output_dir``. How it departs from
-``trl grpo``: ``--config`` may be given several times (files merged left to right, later keys
-win, then the command line), ``--recipe MODEL METHOD`` reads the paper's setups from
-``recipes/``, and every bad key or value ends in a one-line error and exit code 2 before any
-model loads.
+``antisd.configio``), then ``antisd.train.run_train`` checks the model and the data
+(``antisd.validate``), loads the tokenizer, the model and the problems, writes
+``antisd_run.yaml`` and trains ``AntiSDTrainer`` (TRL's GRPOTrainer plus the AntiSD token
+advantages) with the math-verify reward, then saves the final model to ``output_dir``. How it
+departs from ``trl grpo``: ``--config`` may be given several times (files merged left to right,
+later keys win, then the command line), ``--recipe MODEL METHOD`` reads the paper's setups from
+the packaged recipes, and every bad key, value, model path or data file ends in a one-line error
+and exit code 2 before anything is written.
+
+Defaults: with no ``--config``/``--recipe`` and no model (or the built-in toy model
+``toyworld``/``toyworld:<recipe>``), the toy world's recipe applies (``recipes/toy/antisd.yaml``);
+any other model gets AntiSDConfig's and DataConfig's defaults, the ones ``--help`` shows.
 
     antisd train                                   # built-in toy world (recipes/toy/antisd.yaml)
+    antisd train --model_name_or_path MODEL --dataset_name my.jsonl --output_dir runs/mine
     antisd train --config a.yaml --config b.yaml --max_steps 10
     antisd train --recipe qwen3-8b antisd          # recipes/models/qwen3-8b.yaml + methods/antisd.yaml
+    antisd train --help / --help-all               # the AntiSD options / every TRL option too
     antisd recipe qwen3-8b antisd > run.yaml       # the merged recipe, to read or edit
-    antisd recipe --list
+    antisd recipe --list / --dir
+    antisd data check FILE                         # unparseable, huge, duplicate, empty rows (antisd.datacheck)
     antisd report RUN_DIR                          # report.md + plots of a run (antisd.report)
     antisd eval ... / antisd pmi ...               # antisd.evaluate / antisd.pmi, when installed
 
 CPU:  antisd train --max_steps 2                # the toy world of antisd.builtin, a smoke run
-GPU:  accelerate launch --config_file recipes/accelerate/zero3_8gpu.yaml -m antisd.cli \\
+GPU:  accelerate launch --config_file "$(antisd recipe --dir)/accelerate/zero3_8gpu.yaml" -m antisd.cli \\
           train --recipe qwen3-8b antisd
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -52,35 +61,85 @@ from antisd.configio import (  # noqa: F401 - re-exported: benchmarks and other 
     train_inputs,
 )
 from antisd.train import run_train
+from antisd.validate import InputError, one_line
 
 logger = logging.getLogger("antisd")  # not __name__: under `python -m antisd.cli` that is "__main__"
 
+TRAIN_USAGE = "antisd train [--config YAML ...] [--recipe MODEL METHOD] [--key value ...]"
+TRAIN_HELP_HEAD = """RL post-training of a reasoning LM with GRPO, SD or AntiSD (TRL's GRPOTrainer + the AntiSD token term).
+
+Built-in names: --model_name_or_path toyworld (the toy world's base policy, built once and cached;
+toyworld:tiny for smoke tests); --dataset_name toyworld, dapo_math_17k, math500, gsm8k_test,
+aime2024, ... (shipped with antisd). With no --config/--recipe and no model (or the toy model),
+the toy world's recipe applies (recipes/toy/antisd.yaml); any other model gets the defaults below.
+--config FILE.yaml (repeatable, merged left to right; the command line wins); --recipe MODEL METHOD
+(the paper's setups: antisd recipe --list)."""
+TRAIN_HELP_TAIL = """This lists the AntiSD options and the common TRL ones; antisd train --help-all lists all {n} fields
+(TRL's GRPOConfig and transformers' TrainingArguments included). Booleans take true/false."""
+# A selection of GRPOConfig/TrainingArguments fields for the short help; --help-all lists every one.
+COMMON_TRL_FIELDS = (
+    "output_dir", "max_steps", "learning_rate", "lr_scheduler_type", "num_generations", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_completion_length", "temperature", "top_p", "beta", "loss_type", "bf16",
+    "gradient_checkpointing", "use_vllm", "vllm_mode", "seed", "logging_steps", "save_strategy", "save_steps",
+    "save_only_model", "resume_from_checkpoint", "report_to",
+)
 # Subcommands served by other modules, registered only when the module exists: name -> module.
 OPTIONAL_COMMANDS = {"eval": "antisd.evaluate", "pmi": "antisd.pmi"}
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written; each option's default after its help (as HfArgumentParser shows it)."""
+
+
+def train_help(full: bool = False) -> str:
+    """``antisd train --help``: the AntiSD options by section (``antisd.config.HELP_SECTIONS``), the
+    model, data and reward options and the common TRL ones; `full`: every option (``--help-all``)."""
+    from antisd.config import HELP_SECTIONS, antisd_field_names
+    from antisd.data import DataConfig
+
+    parser = build_parser()
+    if full:
+        return f"{TRAIN_HELP_HEAD}\n\n{parser.format_help()}"
+    actions = parser.field_actions()
+    listed = {name for _, names in HELP_SECTIONS for name in names}
+    other = tuple(name for name in antisd_field_names() if name not in listed)
+    sections = [*HELP_SECTIONS, *([("other AntiSD options", other)] if other else []),
+                ("model", tuple(f.name for f in dataclasses.fields(ModelArgs))),
+                ("data", tuple(f.name for f in dataclasses.fields(DataConfig))),
+                ("reward", tuple(f.name for f in dataclasses.fields(RewardArgs))),
+                ("common TRL options (all of them: --help-all)", COMMON_TRL_FIELDS)]
+    short = argparse.ArgumentParser(prog="antisd train", usage=TRAIN_USAGE, description=TRAIN_HELP_HEAD,
+                                    epilog=TRAIN_HELP_TAIL.format(n=len(actions)), add_help=False,
+                                    formatter_class=_HelpFormatter)
+    for title, names in sections:
+        group = short.add_argument_group(title)
+        group._group_actions.extend(a for name in names for a in actions.get(name, []))  # argparse's own list
+    return short.format_help()
+
+
+def _train_defaults(argv: list[str]) -> list[str]:
+    """`argv` with the toy world's recipe in front when it applies (see the module docstring)."""
+    from antisd.builtin import TOY_RECIPE, default_train_argv, is_toy_model, model_flag
+
+    files, recipe, _ = split_config_flags(argv)
+    if files or recipe:
+        return argv
+    model = model_flag(argv)
+    if model is None or is_toy_model(model):
+        logger.info("No --config: the toy world's settings (%s) for the built-in toy model", TOY_RECIPE.name)
+        return default_train_argv() + argv
+    logger.info("No --config: the general defaults of antisd train --help for the model %s", model)
+    return argv
+
+
 def cmd_train(argv: Sequence[str]) -> int:
     argv = list(argv)
-    if "-h" in argv or "--help" in argv:
-        build_parser().print_help()
-        print("\nAlso: --config FILE.yaml (repeatable, merged left to right), --recipe MODEL METHOD.")
+    if "--help-all" in argv or "-h" in argv or "--help" in argv:
+        print(train_help(full="--help-all" in argv), end="")
         return 0
-    files, recipe, _ = split_config_flags(argv)
-    if not files and not recipe:
-        from antisd.builtin import default_train_argv
-
-        argv = default_train_argv() + argv
-        logger.info("No --config given: using the built-in default: antisd train %s", " ".join(argv))
-    inputs = train_inputs(argv)
+    inputs = train_inputs(_train_defaults(argv))
     model_args, data_cfg, reward_args, config = build_train_args(inputs)
-    if config.process_index == 0:
-        logger.info("Run settings written to %s", save_train_inputs(inputs, config.output_dir))
-    from antisd.data import DataError
-
-    try:
-        run_train(model_args, data_cfg, config, reward_args)
-    except DataError as e:
-        raise CliError(str(e)) from None
+    run_train(model_args, data_cfg, config, reward_args, run_inputs=inputs)
     return 0
 
 
@@ -91,7 +150,12 @@ def cmd_recipe(argv: Sequence[str]) -> int:
     p.add_argument("model", nargs="?", help="recipes/models/<model>.yaml")
     p.add_argument("method", nargs="?", help="recipes/methods/<method>.yaml")
     p.add_argument("--list", action="store_true", help="list the models and methods")
+    p.add_argument("--dir", action="store_true", help="print the folder of the recipes (package data), e.g. for "
+                                                      "accelerate's --config_file $DIR/accelerate/zero3_8gpu.yaml")
     args = p.parse_args(argv)
+    if args.dir:
+        print(RECIPES_DIR)
+        return 0
     models, methods = list_recipes()
     if args.list or not (args.model and args.method):
         print(f"models:  {' '.join(models)}\nmethods: {' '.join(methods)}")
@@ -100,6 +164,12 @@ def cmd_recipe(argv: Sequence[str]) -> int:
     print(f"# antisd recipe {args.model} {args.method}  (recipes/models + recipes/methods, merged)")
     print(yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=120), end="")
     return 0
+
+
+def cmd_data(argv: Sequence[str]) -> int:
+    from antisd.datacheck import main as data_main
+
+    return data_main(list(argv))
 
 
 def cmd_report(argv: Sequence[str]) -> int:
@@ -132,7 +202,7 @@ def cmd_optional(name: str, argv: Sequence[str]) -> int:
     return int(result or 0)
 
 
-COMMANDS = {"train": cmd_train, "recipe": cmd_recipe, "report": cmd_report}
+COMMANDS = {"train": cmd_train, "recipe": cmd_recipe, "data": cmd_data, "report": cmd_report}
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -141,6 +211,8 @@ def _top_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("train", help="train with GRPO / SD / AntiSD (YAML configs + --key value overrides)", add_help=False)
     sub.add_parser("recipe", help="print a paper recipe (model + method) as one YAML file", add_help=False)
+    sub.add_parser("data", help="check a problem file (unparseable, huge, duplicate, empty rows); convert verl data",
+                   add_help=False)
     sub.add_parser("report", help="regenerate report.md + plots of a run folder", add_help=False)
     for name, module in OPTIONAL_COMMANDS.items():
         if _optional_available(name):
@@ -174,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_optional(command, rest)
         parser.parse_args([command])  # argparse's "invalid choice" message, exit 2
         return 2
-    except CliError as e:
-        print(f"antisd {command}: error: {e}", file=sys.stderr)
+    except (CliError, InputError) as e:
+        print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

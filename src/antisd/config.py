@@ -15,7 +15,8 @@ default self-distillation (+u, no gate). Every ablation of docs/method.md's tabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from trl import GRPOConfig
@@ -24,12 +25,45 @@ from antisd.context import ContextFields
 from antisd.gate import gate_kinds, get_gate_kind
 from antisd.signals import centering_modes, composition_modes, signal_kinds
 
+logger = logging.getLogger(__name__)
+
 METHODS = ("grpo", "sd", "antisd")
 DEFAULT_SIGNAL = {"sd": "sd", "antisd": "antisd"}
 DEFAULT_GATE = {"sd": "none", "antisd": "teacher_entropy"}
 DELIBERATION_WORDS = ("Wait", "Let", "Maybe", "Alternatively", "But", "Hmm")
 # AntiSDConfig field -> the column of antisd.data.load_problems' output (its canonical columns).
 CANONICAL_COLUMNS = {"answer_column": "answer", "solution_column": "solution", "problem_id_column": "problem_id"}
+
+
+# `antisd train --help`: the AntiSD fields by section, in this order (antisd.cli.train_help); an AntiSD field
+# listed nowhere is shown under "other AntiSD options".
+HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AntiSD method (docs/method.md)", ("method", "token_signal", "lambda_max", "composition", "correctness_reward")),
+    ("gate", ("gate", "gate_warmup_steps", "gate_down_ratio", "gate_up_ratio", "gate_statistic",
+              "reset_gate_on_resume")),
+    ("guards", ("gate_ceiling_ratio", "token_term_centering", "stop_on_nonfinite")),
+    ("privileged context (the teacher's prompt)", ("teacher_template", "feedback_correct", "feedback_incorrect",
+                                                   "solution_sources", "sibling_format", "answer_template",
+                                                   "max_solution_chars", "strip_think", "correct_threshold")),
+    ("speed (same computation)", ("fast_logprobs", "generation_prune_finished", "logps_batch_rows",
+                                  "teacher_batch_size", "reuse_loss_logps")),
+    ("diagnostics", ("dump_rollouts_every", "deliberation_words")),
+    ("columns the trainer reads (set by antisd train)", ("answer_column", "solution_column", "problem_id_column")),
+)
+_PRECISION_LOGGED: list[bool] = []  # bf16 chosen for the machine: logged once per process
+
+
+def antisd_field_names() -> list[str]:
+    """The fields AntiSDConfig adds to TRL's GRPOConfig, in declaration order."""
+    trl_fields = {f.name for f in fields(GRPOConfig)}
+    return [f.name for f in fields(AntiSDConfig) if f.name not in trl_fields]
+
+
+def machine_supports_bf16() -> bool:
+    """Whether bf16 mixed precision can run here (a CUDA/XPU/NPU device with bf16); never on CPU."""
+    from transformers.utils import is_torch_bf16_gpu_available
+
+    return bool(is_torch_bf16_gpu_available())
 
 
 def _choice_error(name: str, value: object, valid: list[str] | tuple[str, ...]) -> ValueError:
@@ -194,6 +228,12 @@ class AntiSDConfig(ContextFields, GRPOConfig):
             self.deliberation_words = [s.strip() for s in self.deliberation_words.split(",") if s.strip()]
         # Validate the context settings now (before any model loads); raises with the field name.
         _ = self.context_config
+        if self.bf16 is None and not self.fp16:  # TRL would set bf16=True, which fails on a CPU
+            self.bf16 = machine_supports_bf16() and not self.use_cpu
+            if not _PRECISION_LOGGED:
+                _PRECISION_LOGGED.append(True)
+                logger.info("Precision: %s (bf16 unset; chosen for this machine; set bf16 to override)",
+                            "bf16 mixed precision" if self.bf16 else "float32")
         super().__post_init__()
 
     @property

@@ -4,6 +4,8 @@ One way for ``antisd train``, ``antisd eval`` and ``antisd pmi`` to turn datacla
 command line (``DataclassParser``, a ``transformers.HfArgumentParser``) and to read settings:
 
     read_yaml(path)              one file, ``version`` checked (1; absent means 1) and dropped
+    config_path(path)            a --config path; ``recipes/...`` that does not exist locally is
+                                 read from the packaged recipes (so documented commands work anywhere)
     merge_configs(paths)         files merged left to right (later keys win; ``env`` maps merge)
     load_recipe(model, method)   recipes/models/<model>.yaml + recipes/methods/<method>.yaml
     apply_config(parser, cfg)    a merged mapping as the parser's defaults: unknown keys (with
@@ -43,7 +45,8 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool as _hf_string_to_bool
 
 RECIPE_VERSION = 1
-RECIPES_DIR = Path(os.environ.get("ANTISD_RECIPES", Path(__file__).resolve().parents[2] / "recipes"))
+# The recipes are package data (antisd/resources/recipes); $ANTISD_RECIPES points at another folder.
+RECIPES_DIR = Path(os.environ.get("ANTISD_RECIPES") or Path(__file__).resolve().parent / "resources" / "recipes")
 PLACEHOLDERS = ("{model}", "{method}")
 NONE_WORDS = ("none", "null", "")
 
@@ -75,12 +78,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def config_path(path: str | Path) -> Path:
+    """`path`, or the packaged recipe it names: ``recipes/toy/antisd.yaml`` that does not exist here
+    is ``RECIPES_DIR/toy/antisd.yaml`` (a file of that name in the current folder wins)."""
+    local = Path(path).expanduser()
+    parts = Path(path).parts
+    if not local.exists() and len(parts) > 1 and parts[0] == "recipes":
+        packaged = RECIPES_DIR.joinpath(*parts[1:])
+        if packaged.is_file():
+            return packaged
+    return local
+
+
 def merge_configs(paths: Sequence[str | Path]) -> tuple[dict[str, Any], dict[str, str]]:
     """Merge config files left to right (later keys win; ``env`` maps merge). Returns (config, key -> file)."""
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
     for path in paths:
-        data = read_yaml(path)
+        data = read_yaml(config_path(path))
         env = data.pop("env", None)
         if env is not None:
             if not isinstance(env, dict):
@@ -339,6 +354,22 @@ def field_defaults(dtypes: Sequence[type]) -> dict[str, Any]:
     return defaults
 
 
+def parsed_defaults(parser: DataclassParser) -> dict[str, Any]:
+    """Field name -> what the parser gives when the option is absent (argparse converts a string
+    default with the option's type: ``include_num_input_tokens_seen`` 'no' -> False)."""
+    out: dict[str, Any] = {}
+    for action in parser._actions:
+        if action.dest in parser.field_names and action.dest not in out:
+            value = action.default
+            if isinstance(value, str) and action.type is not None:
+                try:
+                    value = action.type(value)
+                except (TypeError, ValueError, argparse.ArgumentTypeError):
+                    pass
+            out[action.dest] = value
+    return out
+
+
 def instantiate(dtype: type, values: dict[str, Any]) -> Any:
     """``dtype`` built from the entries of `values` that are its init fields."""
     return dtype(**{f.name: values[f.name] for f in dataclasses.fields(dtype) if f.init and f.name in values})
@@ -402,7 +433,8 @@ def train_inputs(argv: Sequence[str]) -> dict[str, Any]:
     """
     values, env = parse_with_configs(build_parser(), argv, recipe=True)
     defaults = field_defaults(dataclass_types())
-    inputs = {k: v for k, v in values.items() if v != defaults[k]}
+    unset = parsed_defaults(build_parser())  # a few TrainingArguments fields parse their default differently
+    inputs = {k: v for k, v in values.items() if v != defaults[k] and (k not in unset or v != unset[k])}
     return {**inputs, "env": env} if env else inputs
 
 

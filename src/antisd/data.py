@@ -227,7 +227,8 @@ def load_raw(cfg: DataConfig) -> Rows | datasets.Dataset:
 # ---------------------------------------------------------------------------------------- mapping
 
 
-def _column(ds: Rows | datasets.Dataset, name: str, field_name: str) -> list[Any]:
+def column_values(ds: Rows | datasets.Dataset, name: str, field_name: str) -> list[Any]:
+    """The values of column `name` (the table's own types); DataError naming `field_name` when it is absent."""
     if name not in ds.column_names:
         raise DataError(
             f"column {name!r} ({field_name}) is not in the dataset; its columns are {ds.column_names}. "
@@ -292,8 +293,8 @@ def make_prompt(problem: str, cfg: DataConfig) -> str | list[dict[str, str]]:
     return messages + [{"role": "user", "content": problem}]
 
 
-def _row_errors(where: str, problem: Any, answer: Any, solution: Any, rid: Any, cfg: DataConfig) -> list[str]:
-    """What is wrong with one row's cells (empty list: nothing)."""
+def row_errors(where: str, problem: Any, answer: Any, solution: Any, rid: Any, cfg: DataConfig) -> list[str]:
+    """What is wrong with one row's cells, one message each naming `where` and the column (empty: nothing)."""
     errors = []
     if not (isinstance(problem, str) and problem.strip()):
         errors.append(f"{where}: column {cfg.problem_column!r} {_describe(problem)}; expected a non-empty problem text")
@@ -311,11 +312,11 @@ def _row_errors(where: str, problem: Any, answer: Any, solution: Any, rid: Any, 
 
 def map_problems(raw: Rows | datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
     """Canonical columns (prompt, answer, solution, problem_id) from a raw table; validates rows."""
-    problems = _column(raw, cfg.problem_column, "problem_column")
-    answers = _column(raw, cfg.answer_column, "answer_column")
-    ids = _column(raw, cfg.id_column, "id_column") if cfg.id_column else [None] * len(problems)
+    problems = column_values(raw, cfg.problem_column, "problem_column")
+    answers = column_values(raw, cfg.answer_column, "answer_column")
+    ids = column_values(raw, cfg.id_column, "id_column") if cfg.id_column else [None] * len(problems)
     if cfg.solution_column and cfg.solution_column in raw.column_names:
-        solutions = _column(raw, cfg.solution_column, "solution_column")
+        solutions = column_values(raw, cfg.solution_column, "solution_column")
     else:
         solutions = [None] * len(problems)
         logger.info("No %r column: solutions are None (the teacher falls back to the answer)", cfg.solution_column)
@@ -327,9 +328,9 @@ def map_problems(raw: Rows | datasets.Dataset, cfg: DataConfig) -> datasets.Data
     for i in rows:
         rid = _id(ids[i])
         where = f"row {i}" + (f" (id {rid})" if rid is not None else "")
-        row_errors = _row_errors(where, problems[i], answers[i], solutions[i], ids[i], cfg)
-        errors.extend(row_errors)
-        if row_errors:
+        found = row_errors(where, problems[i], answers[i], solutions[i], ids[i], cfg)
+        errors.extend(found)
+        if found:
             continue
         pid = rid if rid is not None else text_id(problems[i])
         if rid is not None and pid in seen:

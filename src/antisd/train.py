@@ -1,8 +1,11 @@
 """The training run of ``antisd train``: problems, tokenizer, model, ``AntiSDTrainer``, report.
 
 ``run_train`` takes the four dataclasses of ``antisd.configio.build_train_args`` (or ones built
-in Python), resolves the toy world's built-in names (``antisd.builtin``), validates the data
-before anything big loads, trains, saves the final model to ``output_dir`` and writes
+in Python), resolves the built-in names (``antisd.builtin``), logs the effective prompt format,
+teacher template and context sources first, then checks the model and the data
+(``antisd.validate``, ``antisd.data``): a bad model path, tokenizer or data file raises
+``InputError`` (one line) before anything is written. With ``run_inputs`` it then writes
+``<output_dir>/antisd_run.yaml``, trains, saves the final model to ``output_dir`` and writes
 ``report.md`` with the curves (``antisd.report``); on the toy world the report also gets the
 held-out accuracy of the base and the final policy. ``resume_from_checkpoint`` takes a
 checkpoint folder, or true/last for the newest ``checkpoint-*`` in ``output_dir``.
@@ -15,6 +18,7 @@ import os
 from typing import Any
 
 from antisd.configio import CliError, ModelArgs, RewardArgs
+from antisd.validate import InputError, check_model, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +38,34 @@ def _resume_arg(value: str | None, output_dir: str) -> str | bool | None:
     return value
 
 
-def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs | None = None, *,
-              callbacks: list | None = None, report: bool = True):
-    """Load problems, tokenizer and model, train ``AntiSDTrainer``, save the final model. Returns the trainer.
+def log_effective_settings(data_cfg, config) -> None:
+    """The first log lines of a run: what the prompts and the teacher's prompts will look like."""
+    context = config.context_config
+    system = f", system prompt {data_cfg.system_prompt!r}" if data_cfg.prompt_format == "chat" else ""
+    logger.info("Prompt format: %s%s", data_cfg.prompt_format, system)
+    if config.uses_teacher:
+        logger.info("Teacher template: %r; context sources: %s (answer line %r)", context.template,
+                    ", ".join(context.sources), context.answer_template)
+    logger.info("Method %s (token signal %s, gate %s); output in %s",
+                config.method, config.token_signal, config.gate, config.output_dir)
 
-    Data problems raise ``antisd.data.DataError`` (``antisd train`` reports them on one line).
+
+def _load_checked(what: str, name: str, load, *args, **kwargs):
+    """`load(*args, **kwargs)`; a loader's OSError/ValueError becomes one InputError line naming `what`."""
+    try:
+        return load(*args, **kwargs)
+    except (OSError, ValueError) as e:
+        raise InputError(f"model_name_or_path={name!r}: the {what} could not be loaded ({one_line(e)[:300]})") from None
+
+
+def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs | None = None, *,
+              callbacks: list | None = None, report: bool = True, run_inputs: dict[str, Any] | None = None):
+    """Check inputs, load problems, tokenizer and model, train ``AntiSDTrainer``, save the final model.
+    Returns the trainer.
+
+    Bad inputs raise ``antisd.validate.InputError`` (``antisd.data.DataError`` for the data;
+    ``antisd train`` reports them on one line) before ``antisd_run.yaml`` (written from
+    `run_inputs`, the settings of ``antisd.configio.train_inputs``) or anything else is written.
 
     ``antisd.data.load_problems`` maps the dataset to its canonical columns, so ``config``'s
     ``answer_column``/``solution_column``/``problem_id_column`` are pointed at them
@@ -46,7 +73,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     """
     from transformers import AutoModelForCausalLM
 
-    from antisd.builtin import is_toy_model, resolve_builtins
+    from antisd.builtin import is_toy_model, resolve_dataset, resolve_model
     from antisd.data import check_prompt_format, load_problems
     from antisd.rewards import MathReward
     from antisd.sampling import load_tokenizer, torch_dtype
@@ -54,21 +81,25 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
 
     reward_args = reward_args or RewardArgs()
     toy = is_toy_model(model_args.model_name_or_path)
-    model_args, data_cfg = resolve_builtins(model_args, data_cfg)
+    log_effective_settings(data_cfg, config)
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
-    logger.info("Method %s (token signal %s, gate %s); output in %s",
-                config.method, config.token_signal, config.gate, config.output_dir)
-    dataset = load_problems(data_cfg)  # validated before anything big loads
-    logger.info("Loading the tokenizer of %s", model_args.model_name_or_path)
-    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    dataset = load_problems(resolve_dataset(data_cfg))  # validated before anything big loads
+    model_args = resolve_model(model_args)
+    name = model_args.model_name_or_path
+    check_model(name)
+    logger.info("Loading the tokenizer of %s", name)
+    tokenizer = _load_checked("tokenizer", name, load_tokenizer, name, trust_remote_code=model_args.trust_remote_code)
     check_prompt_format(tokenizer, data_cfg)
-    for name, (old, new) in config.use_canonical_columns().items():
+    for field, (old, new) in config.use_canonical_columns().items():
         if old is not None:  # a column name set for the source data; the trainer reads the mapped one
-            logger.info("AntiSDConfig.%s: %r -> %r (the column antisd.data.load_problems writes)", name, old, new)
-    logger.info("Loading the model %s (dtype %s)", model_args.model_name_or_path, model_args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path, dtype=torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code,
-    )
+            logger.info("AntiSDConfig.%s: %r -> %r (the column antisd.data.load_problems writes)", field, old, new)
+    logger.info("Loading the model %s (dtype %s)", name, model_args.dtype)
+    model = _load_checked("model", name, AutoModelForCausalLM.from_pretrained, name,
+                          dtype=torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code)
+    if run_inputs is not None and config.process_index == 0:
+        from antisd.configio import save_train_inputs
+
+        logger.info("Run settings written to %s", save_train_inputs(run_inputs, config.output_dir))
     trainer = AntiSDTrainer(
         model=model,
         reward_funcs=[MathReward(format_strict=reward_args.reward_format_strict)],

@@ -63,6 +63,12 @@ def test_correct_pairs(completion: str, gold: str) -> None:
         ("\\boxed{}", "42", Outcome.PRED_UNPARSEABLE),
         ("\\boxed{" + "1" * (MAX_ANSWER_CHARS + 1) + "}", "1", Outcome.PRED_UNPARSEABLE),
         ("\\boxed{42}", "", Outcome.GOLD_UNPARSEABLE),
+        # gold answers are checked first and strictly: no reward "by accident"
+        ("\\boxed{ 1 }", "\\begin{pmatrix} 1 &", Outcome.GOLD_UNPARSEABLE),  # a number picked out of bad LaTeX
+        ("\\boxed{np.arcsin(10/13)}", "np.arcsin(10/13)", Outcome.GOLD_UNPARSEABLE),  # equal strings, no maths
+        ("no answer at all", "1" * (MAX_ANSWER_CHARS + 1), Outcome.GOLD_UNPARSEABLE),  # huge gold: never parsed
+        ("\\boxed{\\begin{pmatrix} 1 &}", "1", Outcome.PRED_UNPARSEABLE),
+        ("\\boxed{foo.bar(1)}", "1", Outcome.PRED_UNPARSEABLE),
     ],
 )
 def test_incorrect_pairs(completion: str, gold: str, outcome: Outcome) -> None:
@@ -70,6 +76,16 @@ def test_incorrect_pairs(completion: str, gold: str, outcome: Outcome) -> None:
     assert math_reward(completion, gold, stats=stats) == 0.0
     assert check_answer(completion, gold) is outcome
     assert getattr(stats, _COUNTER_OF[outcome]) == stats.n_calls == 1
+
+
+@pytest.mark.parametrize("answer, parses", [
+    ("1", True), ("-1./3", True), ("\\frac{1}{576}", True), ("(1,2]", True), ("\\text{(C)}", True),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True), ("x = 3", True),
+    ("\\begin{pmatrix} 1 &", False), ("np.arcsin(10/13)", False), ("{1", False), ("", False), ("   ", False),
+])
+def test_strict_parse_of_answers(answer: str, parses: bool) -> None:
+    assert bool(checker._parse_answer(answer)) is parses
+    assert (check_answer(f"\\boxed{{{answer}}}", answer) is Outcome.CORRECT) is parses
 
 
 def test_integer_gold_is_accepted() -> None:

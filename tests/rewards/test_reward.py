@@ -3,15 +3,12 @@ real benchmark rows."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from antisd.rewards import MathReward, RewardStats, completion_text, math_reward
+import logging
 
-from paths import SHARED_DATA  # noqa: E402
-
-DATA = SHARED_DATA
+from antisd.mathdata import read_rows
+from antisd.rewards import MathReward, Outcome, RewardStats, completion_text, gold_parses, math_reward
 
 
 def test_stats_as_dict() -> None:
@@ -76,6 +73,24 @@ def test_math_reward_callable_for_trl() -> None:
         reward(prompts=["p"], completions=["a", "b"], answer=["1"])
 
 
+def test_unparseable_gold_never_earns_reward_is_counted_and_warned_once(caplog) -> None:
+    reward = MathReward()
+    metrics: dict[str, float] = {}
+    answers = ["\\begin{pmatrix} 1 &"] * 2 + ["1"] * 2
+    kwargs = dict(prompts=["p"] * 4, completions=["\\boxed{1}"] * 4, answer=answers, problem_id=["bad", "bad", "ok", "ok"],
+                  log_metric=metrics.__setitem__)
+    with caplog.at_level(logging.WARNING, logger="antisd.rewards.reward"):
+        assert reward(**kwargs) == [0.0, 0.0, 1.0, 1.0]
+        assert reward(**kwargs) == [0.0, 0.0, 1.0, 1.0]
+    assert metrics["reward/gold_unparseable_frac"] == 0.5 and metrics["math_reward/gold_unparseable_frac"] == 0.5
+    warnings = [r.getMessage() for r in caplog.records if "cannot parse" in r.getMessage()]
+    assert len(warnings) == 1 and "1 problem(s)" in warnings[0] and ": bad." in warnings[0]
+    assert reward.stats.n_gold_unparseable == 4
+    no_answer = MathReward()  # a completion without an answer still counts as gold_unparseable for such a row
+    assert no_answer.score("nothing", "\\begin{pmatrix} 1 &") is Outcome.GOLD_UNPARSEABLE
+    assert gold_parses("1") and not gold_parses("\\begin{pmatrix} 1 &") and not gold_parses("2" * 1001)
+
+
 @pytest.mark.parametrize(
     ("completion", "score"),
     [
@@ -100,21 +115,17 @@ def test_format_strict(completion: str, score: float) -> None:
 # ---- real benchmark rows ---------------------------------------------------------------------------
 
 def _rows(name: str, n: int) -> list[dict]:
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for _, line in zip(range(n), lines)]
+    return read_rows(name)[:n]
 
 
 def test_math500_solutions_score_one() -> None:
     stats = RewardStats()
-    for row in _rows("math500.jsonl", 25):
+    for row in _rows("math500", 25):
         assert math_reward(row["solution"], row["answer"], stats=stats) == 1.0, row["id"]
     assert stats.n_correct == 25
 
 
 def test_aime_answers_score_one_unpadded() -> None:
-    for row in _rows("aime2024.jsonl", 30):
+    for row in _rows("aime2024", 30):
         assert math_reward(f"so \\boxed{{{int(row['answer'])}}}", row["answer"]) == 1.0, row["id"]
         assert math_reward(f"so \\boxed{{{int(row['answer']) + 1}}}", row["answer"]) == 0.0, row["id"]

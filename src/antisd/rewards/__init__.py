@@ -5,8 +5,8 @@
     checker   the timed in-process math-verify check of one pair, its `Outcome`; run as a
               script it is a verification worker (imports neither antisd nor torch)
     pool      `VerifierPool`: worker processes with a hard deadline, for other threads
-    reward    `check_answer`, `math_reward`, `RewardStats`, `completion_text` and `MathReward`,
-              the TRL GRPOTrainer reward function
+    reward    `check_answer`, `math_reward`, `gold_parses`, `RewardStats`, `completion_text` and
+              `MathReward`, the TRL GRPOTrainer reward function (gold answers checked first)
 
 Every check ends in exactly one `Outcome`; `RewardStats` counts them. Nothing raises: every
 exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass).
@@ -15,9 +15,16 @@ exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass
 from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome
 from antisd.rewards.extract import extract_answer, extract_boxed, is_strict_format
 from antisd.rewards.pool import VerifierPool, default_pool
-from antisd.rewards.reward import MathReward, RewardStats, check_answer, completion_text, math_reward
+from antisd.rewards.reward import (
+    MathReward,
+    RewardStats,
+    check_answer,
+    completion_text,
+    gold_parses,
+    math_reward,
+)
 
 __all__ = [
     "MAX_ANSWER_CHARS", "MathReward", "Outcome", "RewardStats", "VerifierPool", "check_answer", "completion_text",
-    "default_pool", "extract_answer", "extract_boxed", "is_strict_format", "math_reward",
+    "default_pool", "extract_answer", "extract_boxed", "gold_parses", "is_strict_format", "math_reward",
 ]

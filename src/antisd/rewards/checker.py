@@ -3,9 +3,14 @@
 Verification: the extracted answer and the gold answer are normalised the same way (outer
 whitespace, ``**`` and a trailing period stripped; digit groups written with ``\\,``, ``\\;``,
 ``\\!``, ``\\ ``, ``~`` or a space as a thousands separator are joined, since math-verify reads
-``2\\,125`` as 127 and ``10\\,000`` as 0), wrapped in ``\\boxed{...}`` (falling back to
-``$...$`` when that gives no SymPy object), parsed separately, and compared with
-``verify(gold, pred)`` in that order (it is not symmetric). Callers do not parse predictions
+``2\\,125`` as 127 and ``10\\,000`` as 0) and parsed separately, strictly: as LaTeX in
+``\\boxed{...}`` (falling back to ``$...$``), else as a plain expression only when that
+expression is the whole answer (``-1./3``). An answer that gives no SymPy object this way is
+unparseable; in particular math-verify's fallback of picking a number out of malformed LaTeX
+(``\\begin{pmatrix} 1 &`` read as 1) does not count. The gold answer is checked first: an
+unparseable gold is ``GOLD_UNPARSEABLE`` whatever the prediction (it never earns reward, and
+never matches "by string accident"), an unparseable prediction ``PRED_UNPARSEABLE``; only two
+SymPy objects are compared, with ``verify(gold, pred)`` in that order (it is not symmetric). Callers do not parse predictions
 longer than `MAX_ANSWER_CHARS` (counted as unparseable): no benchmark answer comes near that,
 and SymPy spends seconds on long junk.
 
@@ -42,14 +47,17 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify import grader as _mv_grader
-from math_verify import parse, verify
 from math_verify import parser as _mv_parser
 
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 1000
-"""Predictions longer than this are not parsed (`Outcome.PRED_UNPARSEABLE`)."""
+"""Answers longer than this are not parsed: a prediction is `Outcome.PRED_UNPARSEABLE`, a gold
+answer `Outcome.GOLD_UNPARSEABLE`."""
+_LATEX = [LatexExtractionConfig()]
+_EXPR = [ExprExtractionConfig()]
 
 
 class Outcome(str, enum.Enum):
@@ -137,27 +145,32 @@ def _has_sympy(parsed: list[Any]) -> bool:
 
 
 def _parse_answer(answer: str) -> list[Any]:
-    """math-verify parse of the normalised answer, boxed first, then in ``$...$``."""
+    """math-verify parse of the normalised answer, strictly (see the module docstring): [] when
+    it gives no SymPy object as LaTeX (boxed, then in ``$...$``) nor as one whole expression."""
     answer = _normalize(answer)
     if not answer:
         return []
-    parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=None, raise_on_error=True)
-    if not _has_sympy(parsed):
-        dollar = parse(f"${answer}$", parsing_timeout=None, raise_on_error=True)
-        parsed = dollar if _has_sympy(dollar) else parsed
-    return parsed
+    for text in (f"\\boxed{{{answer}}}", f"${answer}$"):
+        parsed = parse(text, extraction_config=_LATEX, parsing_timeout=None, raise_on_error=True)
+        if _has_sympy(parsed):
+            return parsed
+    parsed = parse(answer, extraction_config=_EXPR, parsing_timeout=None, raise_on_error=True)
+    whole = _has_sympy(parsed) and any(isinstance(p, str) and p.strip() == answer for p in parsed)
+    return parsed if whole else []
 
 
 def _verify_untimed(gold: str, pred: str) -> Outcome:
-    """Parse both and compare with ``verify(gold, pred)``; no timeout of its own."""
+    """Parse both (the gold first) and compare with ``verify(gold, pred)``; no timeout of its own."""
     gold_parsed = _parse_answer(gold)
-    pred_parsed = _parse_answer(pred)
-    # raise_on_error=False: a pair that raises counts as unequal and the other pairs still run.
-    if gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None, raise_on_error=False):
-        return Outcome.CORRECT
     if not _has_sympy(gold_parsed):
         return Outcome.GOLD_UNPARSEABLE
-    return Outcome.WRONG if _has_sympy(pred_parsed) else Outcome.PRED_UNPARSEABLE
+    pred_parsed = _parse_answer(pred)
+    if not _has_sympy(pred_parsed):
+        return Outcome.PRED_UNPARSEABLE
+    # raise_on_error=False: a pair that raises counts as unequal and the other pairs still run.
+    if verify(gold_parsed, pred_parsed, timeout_seconds=None, raise_on_error=False):
+        return Outcome.CORRECT
+    return Outcome.WRONG
 
 
 def verify_inline(gold: str, pred: str, timeout_s: float) -> Outcome:

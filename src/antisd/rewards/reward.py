@@ -94,6 +94,8 @@ def check_answer(
     try:
         if not isinstance(answer, str):
             answer = str(answer)  # datasets sometimes store integer answers
+        if not answer.strip() or len(answer) > MAX_ANSWER_CHARS:
+            return Outcome.GOLD_UNPARSEABLE  # never parsed: no reward, whatever the completion
         pred, how = extract_answer(completion)
         if pred is None:
             return Outcome.UNCLOSED_BOX if how == "unclosed_box" else Outcome.NO_ANSWER
@@ -105,6 +107,13 @@ def check_answer(
     except Exception:  # noqa: BLE001 - a reward must never raise
         logger.warning("answer check failed", exc_info=True)
         return Outcome.ERROR
+
+
+def gold_parses(answer: str, *, timeout_s: float = 5.0, pool: VerifierPool | None = None) -> bool:
+    """Whether math-verify parses the gold `answer` (strictly; ``antisd.rewards.checker``): the
+    gold side of `check_answer` with a probe prediction. False also for an empty answer or one
+    longer than `MAX_ANSWER_CHARS`; a timeout counts as parsed (it is counted as a timeout)."""
+    return check_answer("\\boxed{0}", answer, timeout_s=timeout_s, pool=pool) is not Outcome.GOLD_UNPARSEABLE
 
 
 def math_reward(
@@ -151,6 +160,12 @@ class MathReward:
     wrong format scores 0 and counts as ``format_violation``. Cumulative counts are in
     ``self.stats``; under TRL each batch's fractions also go to ``log_metric`` and each
     completion's outcome to the ``math_outcome`` column of ``log_extra``.
+
+    Gold answers are checked before they are trusted (`gold_parses`, once per distinct
+    answer): every completion of a row whose gold does not parse is ``gold_unparseable``
+    (reward 0), the batch's fraction of such completions is logged as
+    ``reward/gold_unparseable_frac``, and their problem ids (the ``problem_id`` column, else
+    the answers) are warned about once each.
     """
 
     def __init__(
@@ -171,17 +186,39 @@ class MathReward:
         self.pool = pool
         self.metric_prefix = metric_prefix
         self.stats = RewardStats()
+        self._gold_ok: dict[str, bool] = {}
+        self._warned: set[str] = set()
+
+    def gold_ok(self, answer: Any) -> bool:
+        """`gold_parses` of `answer`, computed once per distinct answer."""
+        answer = str(answer)
+        if answer not in self._gold_ok:
+            self._gold_ok[answer] = gold_parses(answer, timeout_s=self.timeout_s, pool=self.pool)
+        return self._gold_ok[answer]
 
     def score(self, completion: Any, answer: str) -> Outcome:
+        if not self.gold_ok(answer):
+            return Outcome.GOLD_UNPARSEABLE
         text = completion_text(completion)
         if self.format_strict and not is_strict_format(text, self.end_token):
             return Outcome.FORMAT_VIOLATION
         return check_answer(text, answer, timeout_s=self.timeout_s, pool=self.pool)
 
+    def _warn_unparseable(self, answers: list[str], ids: list[Any] | None) -> None:
+        bad = [str(ids[i]) if ids is not None and i < len(ids) else repr(str(a)[:40])
+               for i, a in enumerate(answers) if not self.gold_ok(a)]
+        new = sorted(set(bad) - self._warned)
+        if new:
+            self._warned.update(new)
+            logger.warning("%d problem(s) with a gold answer math-verify cannot parse: their completions never earn "
+                           "reward (counted in reward/gold_unparseable_frac): %s%s. antisd data check FILE lists "
+                           "every such row.", len(new), ", ".join(new[:20]), " ..." if len(new) > 20 else "")
+
     def __call__(self, prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
         if len(completions) != len(answer):
             raise ValueError(f"got {len(completions)} completions but {len(answer)} answers; they must pair up")
         outcomes = [self.score(completion, gold) for completion, gold in zip(completions, answer)]
+        self._warn_unparseable(answer, kwargs.get("problem_id"))
         batch = RewardStats()
         for outcome in outcomes:
             batch.record(outcome)
@@ -189,6 +226,8 @@ class MathReward:
         if callable(log_metric := kwargs.get("log_metric")):
             for name, value in batch.as_dict(self.metric_prefix).items():
                 log_metric(name, value)
+            unparseable = sum(not self.gold_ok(a) for a in answer) / max(len(answer), 1)
+            log_metric("reward/gold_unparseable_frac", unparseable)
         if callable(log_extra := kwargs.get("log_extra")):
             log_extra("math_outcome", [outcome.value for outcome in outcomes])
         return [1.0 if outcome is Outcome.CORRECT else 0.0 for outcome in outcomes]
