@@ -28,7 +28,7 @@ def _losses(history):
 
 
 def test_method_grpo_is_exactly_trl_grpo(tiny_model_path, tmp_path):
-    ours = make_trainer(tiny_model_path, tmp_path / "ours", method="grpo", max_steps=3)
+    ours = make_trainer(tiny_model_path, tmp_path / "ours", method="grpo", max_steps=3, fast_logprobs=False)
     ours.train()
     theirs = make_trainer(tiny_model_path, tmp_path / "theirs", trainer_cls=GRPOTrainer, config_cls=GRPOConfig,
                           max_steps=3)
@@ -208,3 +208,11 @@ def test_pruned_generation_serves_trl_generation_and_is_removed_after(tiny_model
     assert "generate" not in tr.model.__dict__  # the instance attribute is gone: model.generate is the class's again
     logs = [h for h in tr.state.log_history if "loss" in h]
     assert all(math.isfinite(h["loss"]) and 0 < h["completions/mean_length"] for h in logs)
+
+
+@pytest.mark.parametrize("value,expected", [("auto", True), ("true", True), ("false", False), (False, False)])
+def test_fast_logprobs_auto_is_on_for_cpu_training(tiny_model_path, tmp_path, value, expected):
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", fast_logprobs=value)
+    assert tr._fast_logprobs is expected  # these tests train on CPU
+    with pytest.raises(ValueError, match="fast_logprobs='sometimes' is not valid"):
+        AntiSDConfig(output_dir=str(tmp_path), bf16=False, fast_logprobs="sometimes")

@@ -154,13 +154,15 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "lengths is padded and the attention then builds a (batch x S x S) mask, quadratic in the "
                           "teacher length S; 1 avoids both (on CPU also faster; docs/benchmarks.md)."},
     )
-    fast_logprobs: bool = field(
-        default=False,
+    fast_logprobs: str = field(
+        default="auto",
         metadata={"help": "Compute the loss's and the teacher's per-token log-probs and entropies with "
                           "antisd.logprobs (scores only real completion tokens; the backward recomputes each chunk's "
-                          "softmax) instead of TRL's fused LM head. 3-4.5x faster forward+backward on CPU "
-                          "(docs/benchmarks.md); equal to TRL's path up to float rounding. Off: TRL's GRPO exactly. "
-                          "Text-only models without an MoE aux loss; others keep TRL's path."},
+                          "softmax) instead of TRL's fused LM head: true, false, or auto (true when training on CPU, "
+                          "where it measured 3-4.5x faster forward+backward, docs/benchmarks.md; false on a GPU, where "
+                          "TRL's Triton head is the better kernel; the choice is logged). Equal to TRL's path up to "
+                          "float rounding; false gives TRL's GRPO exactly. Text-only models without an MoE aux loss; "
+                          "others keep TRL's path.", "choices": ["auto", "true", "false"]},
     )
 
     generation_prune_finished: bool = field(
@@ -218,6 +220,11 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         if self.teacher_batch_size is not None and self.teacher_batch_size < 1:
             raise ValueError(f"teacher_batch_size={self.teacher_batch_size} must be >= 1 (or None for "
                              "per_device_train_batch_size)")
+        if isinstance(self.fast_logprobs, bool):
+            self.fast_logprobs = "true" if self.fast_logprobs else "false"
+        self.fast_logprobs = str(self.fast_logprobs).lower()
+        if self.fast_logprobs not in ("auto", "true", "false"):
+            raise _choice_error("fast_logprobs", self.fast_logprobs, ["auto", "false", "true"])
         if self.logps_batch_rows is not None and self.logps_batch_rows < 1:
             raise ValueError(f"logps_batch_rows={self.logps_batch_rows} must be >= 1 (or None for one pass)")
         if self.dump_rollouts_every < 0:

@@ -50,6 +50,7 @@ from antisd.batching import length_bucketed
 from antisd.checkpoints import (  # noqa: F401 - STATE_FILE, atomic_write_json, last_complete_checkpoint: re-exported
     STATE_FILE,
     STATE_VERSION,
+    ResumeDataOrder,
     atomic_write_json,
     last_complete_checkpoint,
     publish,
@@ -125,6 +126,10 @@ class AntiSDTrainer(GRPOTrainer):
         self._pending_token_term: tuple[PendingTokenTerm, dict] | None = None
         self._logged_once: set[str] = set()
         self._pre_generation: tuple[int, int, dict | None] | None = None
+        self._fast_logprobs = self.args.fast_logprobs == "true" or (
+            self.args.fast_logprobs == "auto" and self.accelerator.device.type == "cpu")
+        logger.info("fast_logprobs=%s: per-token log-probs from %s", self.args.fast_logprobs,
+                    "antisd.logprobs" if self._fast_logprobs else "TRL's fused LM head")
         self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
@@ -430,7 +435,7 @@ class AntiSDTrainer(GRPOTrainer):
 
     def _use_fast_logprobs(self, model, compute_aux_loss: bool, extra: dict[str, Any]) -> bool:
         """fast_logprobs applies to text-only inputs, no MoE aux loss, and output layers antisd.logprobs handles."""
-        if not self.args.fast_logprobs or compute_aux_loss or any(v is not None for v in extra.values()):
+        if not self._fast_logprobs or compute_aux_loss or any(v is not None for v in extra.values()):
             return False
         return needs_full_logits(model) is None
 
@@ -571,6 +576,11 @@ class AntiSDTrainer(GRPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
+        order = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, ResumeDataOrder)), None)
+        if order is None:
+            order = ResumeDataOrder()
+            self.add_callback(order)
+        order.arm()  # the sampler is past the checkpoint's finished epochs before the first batch
         micro_steps = self.state.global_step * self.args.gradient_accumulation_steps
         if micro_steps % (self.args.steps_per_generation * self.num_iterations):
             logger.warning("Resuming at step %d, inside a generation batch (steps_per_generation=%d, num_iterations=%d): "
