@@ -195,6 +195,11 @@ def _load_local(path: Path, cfg: DataConfig) -> Rows | datasets.Dataset:
         raise DataError(f"dataset_split={cfg.dataset_split!r}: local files have one split, 'train' (slices like 'train[:100]' work)")
     logger.info("Loading %d %s file(s) from %s", len(files), builder, path)
     try:
+        if builder == "parquet":  # a broken file: one DataError, not the builder's own error log
+            import pyarrow.parquet as pq
+
+            for f in files:
+                pq.read_schema(f)
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split=cfg.dataset_split)
     except Exception as e:  # the builders raise many types (Arrow, pandas, parser errors)
         raise DataError(f"dataset_name={str(path)!r} cannot be read as {builder}: {type(e).__name__}: "

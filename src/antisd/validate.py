@@ -8,6 +8,7 @@ checked before anything is loaded or written, each problem reported as one line.
                                model (no config.json, no adapter_config.json), a model without a
                                tokenizer, a name that is neither a folder nor a hub name, a hub model
                                not reachable (or not cached under HF_HUB_OFFLINE=1) raise
+    check_tokenizer(name)      a tokenizer folder (its files) or a hub name
     one_line(message)          whitespace (newlines included) collapsed, for the CLI's error line
 
 Every check raises ``InputError`` (a ``ValueError``); ``antisd.data.DataError`` is one too. The
@@ -22,6 +23,7 @@ import gzip
 import json
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -139,29 +141,49 @@ def _check_local_model(path: Path, name: str, what: str, tokenizer: bool) -> Non
                          "tokenizer into the model folder (tokenizer.save_pretrained(folder))")
 
 
-def _check_hub_model(name: str, what: str, tokenizer: bool) -> None:
+def _check_hub_model(name: str, what: str, tokenizer: bool, config: bool = True) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
     from transformers.utils import cached_file
 
     try:
         validate_repo_id(name)
     except HFValidationError:
-        raise InputError(f"{what}={name!r}: no such local directory, and not a hub model name "
-                         "(namespace/name)") from None
-    found = None
-    for filename in MODEL_FILES:
-        try:
-            found = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{what}={name!r}: no such local directory, and the hub model could not be "
-                             f"reached ({one_line(e)[:200]})") from None
-        if found:
-            break
-    if not found:
-        raise InputError(f"{what}={name!r}: no such local directory, and the hub repository has no config.json")
-    if tokenizer and not any(cached_file(name, f, _raise_exceptions_for_missing_entries=False)
-                             for f in ("tokenizer_config.json", "tokenizer.json")):
-        raise InputError(f"{what}={name!r}: the hub repository has no tokenizer (tokenizer_config.json)")
+        raise InputError(f"{what}={name!r}: no such local directory, and not a hub name (namespace/name)") from None
+
+    def fetch(filenames: Sequence[str]) -> str | None:
+        for filename in filenames:
+            try:
+                found = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+            except (OSError, ValueError) as e:
+                raise InputError(f"{what}={name!r}: no such local directory, and the hub repository could not be "
+                                 f"reached ({one_line(e)[:200]})") from None
+            if found:
+                return found
+        return None
+
+    where = "the local hub cache (HF_HUB_OFFLINE is set)" if _offline() else "the hub repository"
+    if config and not fetch(MODEL_FILES):
+        raise InputError(f"{what}={name!r}: no such local directory, and {where} has no config.json for it")
+    if tokenizer and not fetch(("tokenizer_config.json", "tokenizer.json")):
+        raise InputError(f"{what}={name!r}: {where} has no tokenizer for it (tokenizer_config.json)")
+
+
+def _offline() -> bool:
+    import os
+
+    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_tokenizer(name: str, *, what: str = "tokenizer") -> None:
+    """Raise ``InputError`` when `name` is not a tokenizer: a local folder needs the tokenizer's
+    files, a hub name a ``tokenizer_config.json`` or ``tokenizer.json`` (fetched, or cached offline)."""
+    path = Path(name).expanduser()
+    if not (path.exists() or looks_local(name)):
+        return _check_hub_model(name, what, tokenizer=True, config=False)
+    if not path.is_dir():
+        raise InputError(f"{what}={name!r}: no such local directory")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise InputError(f"{what}={name!r} is not a tokenizer folder (none of {', '.join(TOKENIZER_FILES)})")
 
 
 def check_model(name: str, *, what: str = "model_name_or_path", tokenizer: bool = True) -> None:

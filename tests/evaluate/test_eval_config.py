@@ -52,12 +52,23 @@ def test_bad_config_files_give_one_line_errors(tmp_path, capsys, text, expected)
     assert err.startswith("antisd eval: error: ") and err.count("\n") == 1 and expected in err
 
 
-def test_config_file_values_and_env(tmp_path, monkeypatch):
+def test_config_file_values_and_env(tiny_model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("ANTISD_EVAL_TEST", "before")  # restored after the test
     config = tmp_path / "eval.yaml"
-    config.write_text("version: 1\nmodels: [a=m1, b=m2]\nbenchmarks: aime24\nlimit: null\nplot: off\n"
+    m = str(tiny_model_path)
+    config.write_text(f"version: 1\nmodels: [a={m}, b={m}]\nbenchmarks: aime24\nlimit: null\nplot: off\n"
                       "system_prompt: none\nenv:\n  ANTISD_EVAL_TEST: 7\n")
     cfg = ev.parse_args(["--config", str(config), "--show-progress", "off"])
     assert (cfg.models, cfg.benchmarks, cfg.limit, cfg.plot, cfg.show_progress, cfg.system_prompt) == (
-        ["a=m1", "b=m2"], ["aime24"], None, False, False, None)
+        [f"a={m}", f"b={m}"], ["aime24"], None, False, False, None)
     assert os.environ["ANTISD_EVAL_TEST"] == "7"
+
+
+def test_models_are_checked_before_anything_is_written(tmp_path, capsys):
+    """The command checks every model (antisd.validate.check_model); EvalConfig in Python does not load them."""
+    out = tmp_path / "out"
+    assert main(["--models", "good=" + str(tmp_path / "missing"), "--benchmarks", "aime24", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "models (good)=" in err and "no such local directory" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert EvalConfig(models=["no/such-model"], benchmarks=["aime24"]).models == ["no/such-model"]

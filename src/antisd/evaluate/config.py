@@ -20,6 +20,7 @@ from typing import Any, Literal
 from antisd.configio import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
 from antisd.data import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate.benchmarks import DATA_DIR_ENV, PAPER_BENCHMARKS, PRESETS, Benchmark, EvalError, parse_benchmark
+from antisd.validate import InputError, check_model
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -163,16 +164,31 @@ def build_parser() -> DataclassParser:
                            epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md")
 
 
+def check_models(cfg: EvalConfig) -> None:
+    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.validate.check_model``);
+    raises EvalError (one line) before anything is written."""
+    if cfg.rescore:
+        return
+    for label, path in cfg.model_specs():
+        try:
+            check_model(path, what=f"models ({label})")
+        except InputError as e:
+            raise EvalError(str(e)) from None
+
+
 def parse_args(argv: Sequence[str]) -> EvalConfig:
-    """EvalConfig from ``--config`` YAML files and flags (flags win). Raises EvalError on bad input."""
+    """EvalConfig from ``--config`` YAML files and flags (flags win), its models checked
+    (``check_models``). Raises EvalError on bad input."""
     try:
         values, env = parse_with_configs(build_parser(), argv)
     except CliError as e:
         raise EvalError(str(e)) from None
     export_env(env)
     try:
-        return EvalConfig(**values)
+        cfg = EvalConfig(**values)
     except (TypeError, ValueError) as e:
         if isinstance(e, EvalError):
             raise
         raise EvalError(str(e)) from None
+    check_models(cfg)
+    return cfg

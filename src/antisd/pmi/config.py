@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.configio import CliError, DataclassParser, parse_with_configs, read_yaml
+from antisd.configio import CliError, DataclassParser, config_path, parse_with_configs, read_yaml
 from antisd.context import CONTEXT_FIELDS, ContextOverrides
 
 # YAML key -> PMIConfig field, for the non-context settings a training file also fixes.
@@ -61,7 +61,7 @@ class PMIConfigError(ValueError):
 def read_training_yaml(path: str | Path) -> dict[str, Any]:
     """A training YAML as a dict (``version``/``env`` dropped). Raises PMIConfigError."""
     try:
-        data = read_yaml(path)
+        data = read_yaml(config_path(path))
     except CliError as e:
         raise PMIConfigError(str(e)) from None
     data.pop("env", None)

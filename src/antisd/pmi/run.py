@@ -2,7 +2,7 @@
 
 See the package docstring (``antisd.pmi``) and docs/pmi.md for what is written and why.
 
-CPU: antisd pmi --model runs/tiny-qwen3 --dataset ../shared/data/math500.jsonl --max_problems 8 \
+CPU: antisd pmi --model runs/tiny-qwen3 --dataset math500 --max_problems 8 \
          --samples_per_problem 2 --max_new_tokens 64 --output_dir runs/pmi_math500_tiny
 GPU: antisd pmi --config recipes/models/qwen3-8b.yaml --max_problems 32 --samples_per_problem 8 \
          --max_new_tokens 4096 --batch_size 16 --check_rollouts 64 --output_dir runs/pmi_qwen3_8b
@@ -34,6 +34,7 @@ from antisd.pmi.render import (
 from antisd.pmi.sources import load_problem_rows, read_rollouts, sample_rollouts
 from antisd.sampling import load_tokenizer as load_pretrained_tokenizer
 from antisd.sampling import resolve_device, torch_dtype
+from antisd.validate import InputError, check_model, check_tokenizer, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +159,26 @@ def _run_line(cfg: PMIConfig, info: dict[str, Any]) -> str:
             f"temperature {cfg.temperature}, context sources {ctx.get('sources')}, template {ctx.get('template', '')[:60]!r}...")
 
 
+def check_inputs(cfg: PMIConfig) -> None:
+    """The model, tokenizer and problem file of ``cfg`` (``antisd.validate``, ``antisd.data``): a bad
+    one raises ``InputError`` (one line) before anything is written. The rows of a --dataset are
+    validated as ``antisd train`` validates them; a --rollouts file is read row by row later (an
+    unusable row is skipped and counted)."""
+    from antisd.data import load_problems
+
+    if cfg.model and not cfg.use_stored_logps:
+        check_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None)
+    if cfg.tokenizer:
+        check_tokenizer(cfg.tokenizer)
+    if cfg.dataset is not None:
+        load_problems(cfg.data_config())
+
+
 def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
     """Do everything ``antisd pmi`` does; returns (tables, skips, report text)."""
     from tqdm.auto import tqdm
 
+    check_inputs(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     skips = SkipLog()
@@ -187,15 +204,16 @@ def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``antisd pmi [options]`` / ``python -m antisd.pmi``. Exit 0; 1 if the telescoping check
-    fails or nothing could be scored; 2 for a bad option, file or config (one line, before any model loads)."""
+    fails or nothing could be scored; 2 for a bad option, model, file or config (one line, before anything
+    is written or any model loads)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = parse_args(argv)
         tables, skips, report = run(cfg)
-    except (PMIConfigError, FileNotFoundError) as e:
-        print(f"antisd pmi: error: {e}", file=sys.stderr)
+    except (PMIConfigError, FileNotFoundError, InputError) as e:
+        print(f"antisd pmi: error: {one_line(e)}", file=sys.stderr)
         return 2
     print(report)
     s = tables.summary
