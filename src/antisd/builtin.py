@@ -73,7 +73,7 @@ def is_toy_model(name: str) -> bool:
 def toy_dataset_file(n: int = TOY_TRAIN_PROBLEMS, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
     """Write (once) ``n`` training problems of the toy world as JSONL; return the path."""
     from antisd.toyworld import ToyTaskConfig, make_problems
-    from antisd.toyworld.base_policy import default_cache_dir
+    from antisd.toyworld.base_policy import default_cache_dir, pid_alive
     from antisd.toyworld.tasks import config_dict
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -83,6 +83,10 @@ def toy_dataset_file(n: int = TOY_TRAIN_PROBLEMS, seed: int = 0, cache_dir: str 
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(".*.tmp-*"):  # left by a writer that died
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as fh:
         for i, p in enumerate(make_problems(n, split="train", seed=seed, config=task)):

@@ -6,7 +6,8 @@ response length, teacher entropy with the gate's on/off band (H_warm, down_ratio
 up_ratio*H_warm), lambda, and the deliberation-token rate. ``write_report`` also keeps its title
 and extra rows (e.g. the toy world's held-out accuracy) in ``report.json``, so that
 ``antisd report RUN_DIR`` (``regenerate_report``) can redraw the report of any run, finished or
-not, without the model.
+not, without the model. ``log_final_step_callback`` (added by ``antisd train``) logs the last
+step of a run shorter than ``logging_steps``, so its report has figures too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("lambda", ("gate/lambda",), "lambda (token-term weight)"),
     ("deliberation", ("deliberation/token_frac",), "deliberation-token rate"),
 )
+
+
+def log_final_step_callback() -> Any:
+    """A ``TrainerCallback`` that logs the last optimizer step when it is not a multiple of
+    ``logging_steps``: a run shorter than ``logging_steps`` (or one whose last steps fall between
+    two logs) still has its final metrics in ``log_history``, and so a report with a table."""
+    from transformers import TrainerCallback
+
+    class LogFinalStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if 0 < state.max_steps <= state.global_step:
+                control.should_log = True
+            return control
+
+    return LogFinalStep()
 
 
 def load_state(run_dir: str | Path) -> dict[str, Any]:

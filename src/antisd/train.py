@@ -75,6 +75,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
 
     from antisd.builtin import is_toy_model, resolve_dataset, resolve_model
     from antisd.data import check_prompt_format, load_problems
+    from antisd.report import log_final_step_callback
     from antisd.rewards import MathReward
     from antisd.sampling import load_tokenizer, torch_dtype
     from antisd.trainer import AntiSDTrainer
@@ -106,7 +107,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), log_final_step_callback()],
     )
     logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
                 config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")

@@ -4,7 +4,10 @@
 (load both by path with ``AutoModelForCausalLM``/``AutoTokenizer``) plus ``build_info.json``
 (recipe, held-out accuracy, timings). The directory is named by a hash of the recipe, so a
 changed recipe rebuilds and an unchanged one is reused. Builds go to a temporary directory next
-to the target and are renamed into place when complete, so a crash never leaves half a cache.
+to the target and are renamed into place when complete, so a crash never leaves half a cache;
+the temporary folders of builds that died are removed by the next build (``clean_stale_builds``).
+The cache is ``$ANTISD_CACHE_DIR/toyworld``, else the user's cache folder (``~/.cache/antisd/toyworld``
+on Linux), the same for every working folder.
 
 SFT data: fresh problems from the train split every step (``steps * batch_size`` examples),
 each written as a student trace (prompt = problem) or, with probability ``privileged_frac``, a
@@ -25,6 +28,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 RECIPE_VERSION = 2  # bump when trace writing, model building or evaluation changes meaning
 BUILD_INFO = "build_info.json"
+STALE_BUILD_AGE_S = 2 * 24 * 3600.0  # a temporary build folder this old is removed even if its pid is in use
 EVAL_SEED = 12345  # the held-out evaluation set is the same for every recipe with the same task config
 
 
@@ -108,9 +113,46 @@ class ToyBaseConfig:
         return cls(task=task, traces=traces, **d)
 
 
+def user_cache_dir() -> Path:
+    """The platform's per-user cache folder for antisd: ``$XDG_CACHE_HOME/antisd`` or
+    ``~/.cache/antisd`` (Linux and others), ``~/Library/Caches/antisd`` (macOS),
+    ``%LOCALAPPDATA%/antisd/Cache`` (Windows)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "antisd"
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "antisd" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "antisd"
+
+
 def default_cache_dir() -> Path:
-    """``$ANTISD_CACHE_DIR/toyworld`` or ``./.cache/toyworld``."""
-    return Path(os.environ.get("ANTISD_CACHE_DIR", ".cache")) / "toyworld"
+    """``$ANTISD_CACHE_DIR/toyworld``, else ``user_cache_dir()/toyworld``: one build for every folder."""
+    root = os.environ.get("ANTISD_CACHE_DIR")
+    return (Path(root).expanduser() if root else user_cache_dir()) / "toyworld"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (a temporary file named by it may still be written)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process, or no way to tell: keep its folder
+    return True
+
+
+def clean_stale_builds(cache_dir: str | Path, *, max_age_s: float = STALE_BUILD_AGE_S) -> list[Path]:
+    """Remove the temporary build folders (``.tmp-<name>-<pid>-<hex>``) of builds that died: their
+    process is gone, or they are older than `max_age_s`. Returns the removed paths."""
+    removed = []
+    for tmp in Path(cache_dir).glob(".tmp-*"):
+        pid_text = tmp.name.rsplit("-", 2)[-2] if tmp.name.count("-") >= 3 else ""
+        age = time.time() - tmp.stat().st_mtime
+        if (pid_text.isdigit() and not pid_alive(int(pid_text))) or age > max_age_s:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+            logger.info("Removed a stale temporary build folder %s (its build died)", tmp)
+    return removed
 
 
 def load_build_info(path: str | Path) -> dict:
@@ -126,6 +168,7 @@ def ensure_base_policy(config: ToyBaseConfig | None = None, cache_dir: str | Pat
         logger.info("toy base policy cached at %s", target)
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_builds(cache_dir)
     tmp = cache_dir / f".tmp-{config.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         build_base_policy(config, tmp)
@@ -330,7 +373,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description="Build (or find cached) the toy base policy and print its path.")
     ap.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     ap.add_argument("--privileged-style", default=None, choices=["commit", "direct", "search"])
-    ap.add_argument("--cache-dir", default=None, help="default: $ANTISD_CACHE_DIR/toyworld or ./.cache/toyworld")
+    ap.add_argument("--cache-dir", default=None, help="default: $ANTISD_CACHE_DIR/toyworld, else ~/.cache/antisd/toyworld "
+                                                       "(the platform's user cache folder)")
     ap.add_argument("--force", action="store_true", help="rebuild even if cached")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override top-level ToyBaseConfig fields, e.g. sft_steps=800")
     a = ap.parse_args(argv)
