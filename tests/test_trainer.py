@@ -90,7 +90,7 @@ def test_teacher_with_the_student_prompt_gives_zero_pmi(tiny_model_path, tmp_pat
     tr.model.train()
     out = GRPOTrainer._generate_and_score_completions(tr, batch)
     contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
-    t_logps, t_ent = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    t_logps, t_ent, _ = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
     s_logps, s_ent = tr._student_pass(out)
     mask = out["completion_mask"].bool()
     torch.testing.assert_close(t_logps[mask], s_logps[mask], atol=2e-5, rtol=0)

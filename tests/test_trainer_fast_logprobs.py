@@ -57,7 +57,7 @@ def test_teacher_pass_equals_naive_per_sequence(tiny_model_path, tmp_path, fast)
     prompts = ["What is 1 + 2? " * k for k in (1, 4, 2, 3, 6)]
     contexts = [TeacherContext(prompt=p, source="dataset", correct=False) for p in prompts]
     contexts[2] = TeacherContext(prompt=None, source="none", correct=False)
-    t_logps, t_ent = tr._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
+    t_logps, t_ent, _ = tr._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
     assert t_logps.shape == t_ent.shape == (B, T)
     assert (t_logps[2] == 0).all() and t_ent[2].isnan().all()
     prompt_ids, _, _ = tr._tokenize_prompts(prompts)

@@ -40,10 +40,10 @@ def test_nonfinite_teacher_log_probs_and_entropies_are_dropped_and_counted(tiny_
     real = tr._teacher_pass
 
     def poisoned(contexts, completion_ids, completion_mask):
-        t_logps, t_ent = real(contexts, completion_ids, completion_mask)
+        t_logps, t_ent, too_long = real(contexts, completion_ids, completion_mask)
         t_logps[0, 0], t_logps[1, 0] = float("nan"), float("-inf")
         t_ent[0, 0], t_ent[2, 0] = float("nan"), float("inf")
-        return t_logps, t_ent
+        return t_logps, t_ent, too_long
 
     tr._teacher_pass = poisoned
     tr.train()

@@ -281,17 +281,34 @@ class AntiSDTrainer(GRPOTrainer):
 
     @torch.no_grad()
     def _teacher_pass(self, contexts: list[TeacherContext], completion_ids, completion_mask):
-        """Teacher log-probs and entropies (B, T); rows without a context stay 0 / NaN."""
+        """Teacher log-probs and entropies (B, T), and which rows were too long for the model (B,) bool.
+
+        Rows without a context, or whose teacher sequence (privileged prompt + completion) exceeds the
+        model's ``max_position_embeddings``, stay 0 / NaN: a privileged prompt is never cut.
+        """
         device = completion_ids.device
         B, T = completion_ids.shape
         t_logps = torch.zeros(B, T, device=device)
         t_ent = torch.full((B, T), float("nan"), device=device)
+        too_long = torch.zeros(B, dtype=torch.bool, device=device)
         rows = [i for i, c in enumerate(contexts) if c.prompt is not None]
         if not rows:
-            return t_logps, t_ent
+            return t_logps, t_ent, too_long
         prompt_ids, _, _ = self._tokenize_prompts([contexts[i].prompt for i in rows])
         positions = torch.arange(1, T + 1, device=device)
         comp_len = (completion_mask.bool() * positions).amax(dim=1).tolist()  # (B,) last real position + 1
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit:
+            fits = [len(prompt_ids[k]) + comp_len[i] <= limit for k, i in enumerate(rows)]
+            for k, i in enumerate(rows):
+                too_long[i] = not fits[k]
+            if not all(fits):
+                self._log_once(f"privileged prompt + completion longer than the model's {limit} positions: those "
+                               "rollouts get no token term (counted in context/too_long_frac); nothing is cut")
+                prompt_ids = [p for p, ok in zip(prompt_ids, fits) if ok]
+                rows = [i for i, ok in zip(rows, fits) if ok]
+                if not rows:
+                    return t_logps, t_ent, too_long
         # Batches of similar real length (teacher prompt + completion): little left or right padding.
         order = sorted(range(len(rows)), key=lambda k: (len(prompt_ids[k]) + comp_len[rows[k]], k))
         bs = self.args.teacher_batch_size or self.args.per_device_train_batch_size
@@ -311,7 +328,7 @@ class AntiSDTrainer(GRPOTrainer):
             )
             t_logps[idx, :t_c] = logps.float()
             t_ent[idx, :t_c] = ent.float()
-        return t_logps, t_ent
+        return t_logps, t_ent, too_long
 
     @torch.no_grad()
     def _student_pass(self, output) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -357,7 +374,6 @@ class AntiSDTrainer(GRPOTrainer):
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         token_mask = scored_token_mask(output)  # (B, T)
         has_ctx = torch.tensor([c.prompt is not None for c in contexts], device=token_mask.device)  # (B,)
-        ctx_mask = token_mask & has_ctx[:, None]  # (B, T)
         dump = bool(a.dump_rollouts_every) and self._generation_index % a.dump_rollouts_every == 0
         # The student log-probs are needed now only by a gate on the student's perplexity, a dump,
         # or when the loss will not compute them (old_per_token_logps present means TRL already did).
@@ -365,9 +381,12 @@ class AntiSDTrainer(GRPOTrainer):
                  or output.get("old_per_token_logps") is not None)
 
         with self._teacher_eval_mode():
-            t_logps, t_ent = self._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T)
+            t_logps, t_ent, too_long = self._teacher_pass(contexts, completion_ids, completion_mask)  # (B, T), (B,)
             s_logps, s_ent = self._student_pass(output) if eager else (None, None)  # (B, T)
 
+        ctx_mask = token_mask & (has_ctx & ~too_long)[:, None]  # (B, T)
+        self._metrics["train"]["context/too_long_frac"].append(self._mean_all(too_long.float(), torch.ones_like(
+            too_long, dtype=torch.float)))
         h_mean, h_median, stat = self._gate_statistic(t_ent, ctx_mask, s_logps, token_mask)
         lam = self.gate.update(stat)
         self._log_gate_metrics(h_mean, h_median, stat, lam)
@@ -498,6 +517,9 @@ class AntiSDTrainer(GRPOTrainer):
         fr = source_fractions(self._last_global_contexts)
         for k, v in fr.items():
             m[k].append(v)
+        if fr.get("context/truncated_frac", 0) > 0:
+            self._log_once(f"sibling solutions longer than max_solution_chars={self.args.max_solution_chars} are cut "
+                           "to their last characters (counted in context/truncated_frac)")
         m["context/masked_rollout_frac"].append(fr["context/none_frac"])
 
     def _log_ratios(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
