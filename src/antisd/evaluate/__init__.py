@@ -23,7 +23,7 @@ are counted in the summary, never raised. Paper protocol: avg@32 on AIME 24/25/2
 defaults here are temperature 0.6, top-p 0.95, no top-k (project choice, Qwen3's thinking-mode
 recommendation).
 
-CPU:  antisd eval --models path/to/ckpt --benchmarks aime24 --data_dir ../shared/data \\
+CPU:  antisd eval --models path/to/ckpt --benchmarks aime24 \\
           --limit 2 --k 2 --max_new_tokens 64
 GPU:  antisd eval --models Qwen/Qwen3-8B grpo=runs/grpo/checkpoint-200 \\
           --benchmarks aime24 aime25 aime26 hmmt25 minerva --max_new_tokens 32768

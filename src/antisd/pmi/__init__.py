@@ -24,7 +24,7 @@ API::
                                                           answer="42")], context_cfg))
     tables = aggregate(records)            # tables.tokens, tables.classes, tables.summary
 
-CPU: antisd pmi --model /path/to/tiny --dataset ../shared/data/math500.jsonl --max_problems 8 \\
+CPU: antisd pmi --model /path/to/tiny --dataset math500 --max_problems 8 \\
          --samples_per_problem 2 --max_new_tokens 64 --output_dir runs/pmi_tiny
      antisd pmi --model runs/x --rollouts runs/x/rollouts/rollouts.jsonl --config run.yaml
 GPU: antisd pmi --config recipes/models/qwen3-8b.yaml --max_problems 32 --samples_per_problem 8 \\
