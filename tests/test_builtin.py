@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from antisd.builtin import TOY_RECIPE, TOY_TRAIN, default_train_argv, toy_dataset_file
+from antisd.builtin import TOY_RECIPE, TOY_TRAIN, default_train_argv, is_toy_model, model_flag, toy_dataset_file
 
 def test_the_builtin_default_is_the_toy_recipe_file():
     assert TOY_RECIPE.parts[-2:] == ("toy", "antisd.yaml")
@@ -15,6 +15,13 @@ def test_the_builtin_default_is_the_toy_recipe_file():
     assert (TOY_TRAIN["model_name_or_path"], TOY_TRAIN["dataset_name"], TOY_TRAIN["method"]) == (
         "toyworld", "toyworld", "antisd")
     assert "gate" not in TOY_TRAIN  # the gate follows --method (see the next tests)
+
+
+def test_the_model_flag_decides_whether_the_toy_defaults_apply():
+    assert model_flag([]) is None and model_flag(["--max_steps", "3"]) is None
+    assert model_flag(["--model_name_or_path", "a", "--model-name-or-path=b"]) == "b"  # the last one wins, as argparse
+    assert model_flag(["--model_name_or_path=toyworld:tiny"]) == "toyworld:tiny"
+    assert is_toy_model("toyworld") and is_toy_model("toyworld:tiny") and not is_toy_model("toyworld-like/model")
 
 
 def test_default_argv_parses_into_the_canonical_config():

@@ -248,3 +248,13 @@ def test_canonical_columns_are_set_explicitly(tmp_path):
     assert config.use_canonical_columns() == {"answer_column": ("gt", "answer"), "problem_id_column": (None, "problem_id")}
     assert {name: getattr(config, name) for name in CANONICAL_COLUMNS} == CANONICAL_COLUMNS
     assert config.use_canonical_columns() == {}
+
+
+def test_the_run_file_records_only_what_differs_from_the_defaults(tmp_path):
+    """TrainingArguments fields whose parsed default differs from the dataclass default (debug,
+    include_num_input_tokens_seen) are not recorded as if the user had set them."""
+    from antisd.configio import build_parser, parsed_defaults, train_inputs
+
+    inputs = train_inputs(["--model_name_or_path", "m", "--dataset_name", "d.jsonl", "--bf16", "false"])
+    assert inputs == {"model_name_or_path": "m", "dataset_name": "d.jsonl", "bf16": False}
+    assert parsed_defaults(build_parser())["include_num_input_tokens_seen"] is False
