@@ -269,6 +269,17 @@ def test_every_recipe_combination_validates(model):
     assert "vllm" not in sys.modules
 
 
+def test_the_model_recipes_find_their_data_offline_from_any_folder(tmp_path, monkeypatch):
+    import dataclasses
+
+    from antisd.data import load_problems
+
+    monkeypatch.chdir(tmp_path)
+    _, data_cfg, _, _ = parse_train_args(["--recipe", "qwen3-8b", "antisd", *CPU])
+    ds = load_problems(dataclasses.replace(data_cfg, max_samples=3))
+    assert ds["problem_id"] == ["dapo17k-00000", "dapo17k-00001", "dapo17k-00002"] and ds["answer"][0] == "34"
+
+
 def test_recipe_command_round_trips(tmp_path, capsys):
     assert main(["recipe", "qwen3-8b", "continual"]) == 0
     text = capsys.readouterr().out
