@@ -1,1 +1,8 @@
-"""Package data: the code benchmarks (data/*.jsonl.gz, provenance in data/SOURCES.md)."""
+"""Package data, installed with antisd (no download, found from any folder):
+
+    data/*.jsonl.gz   the maths benchmarks and DAPO-Math-17k (antisd.mathdata) and the code
+                      benchmarks (antisd.code.data); provenance, licences, row counts and
+                      checksums in data/SOURCES.md
+    recipes/          the training recipes of antisd train (--recipe, --config recipes/...;
+                      antisd recipe --dir prints the folder)
+"""
