@@ -103,7 +103,27 @@ def test_build_model_is_bit_identical_to_the_reference_construction(name, seed):
 
 
 def test_default_recipe_hash_is_the_documented_one():
-    """The default base policy's cache name (docs/benchmarks.md: toybase-commit-feb26b9dcbe8)."""
+    """The default base policy's cache name (docs/toyworld.md: toybase-commit-7bcae44ced1b; the 1,000-step
+    recipe of before, base A0 of docs/benchmarks.md, was toybase-commit-feb26b9dcbe8)."""
     from antisd.toyworld.base_policy import recipe
 
-    assert recipe("default").name == "toybase-commit-feb26b9dcbe8"
+    assert recipe("default").name == "toybase-commit-7bcae44ced1b"
+    assert recipe("default", sft_steps=1000).name == "toybase-commit-feb26b9dcbe8"
+
+
+def test_the_default_base_policy_ships_and_belongs_to_the_recipe(tmp_path):
+    """The shipped build is found with an empty cache, its recorded recipe is the default recipe field for
+    field (a changed recipe without a re-shipped build fails here), and it loads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from antisd.toyworld.base_policy import SHIPPED_DIR, ToyBaseConfig, ensure_base_policy, load_build_info
+
+    config = ToyBaseConfig()
+    path = ensure_base_policy(config, cache_dir=tmp_path)
+    assert path == SHIPPED_DIR / config.name and not any(tmp_path.iterdir())  # nothing built
+    info = load_build_info(path)
+    assert info["recipe"] == json.loads(json.dumps(config.to_dict())) and info["recipe_hash"] == config.recipe_hash
+    assert 0.5 < info["heldout"]["eval/accuracy"] < 0.8
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    assert model.num_parameters() == info["n_parameters"] and tok.eos_token is not None
