@@ -71,6 +71,15 @@ from antisd.sampling import left_pad
 logger = logging.getLogger(__name__)
 
 
+def _is_lora_model(model) -> bool:
+    """A PEFT model whose forward takes the base model's arguments (LoRA-style adapters, not prompt learning)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel) and not getattr(model.active_peft_config, "is_prompt_learning", False)
+
+
 class NonFiniteTrainingError(RuntimeError):
     """A step's loss or gradient was NaN/inf (``stop_on_nonfinite``); the last good step is checkpointed."""
 
@@ -205,8 +214,8 @@ class AntiSDTrainer(GRPOTrainer):
         elif self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
             reason = f"{self.accelerator.distributed_type} shards the weights"
         model = self.accelerator.unwrap_model(self.model_wrapped)
-        if reason is None and not isinstance(model, PreTrainedModel):
-            reason = f"the model is a {type(model).__name__} (PEFT or custom), not a transformers PreTrainedModel"
+        if reason is None and not (isinstance(model, PreTrainedModel) or _is_lora_model(model)):
+            reason = f"the model is a {type(model).__name__}, not a transformers PreTrainedModel or a LoRA PeftModel"
         if reason is not None:
             self._log_once(f"generation_prune_finished ignored: {reason}")
             return None
