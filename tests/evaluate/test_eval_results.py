@@ -1,10 +1,12 @@
-"""antisd.evaluate.results: scoring per benchmark format, failures as outcomes, re-scoring stored files."""
+"""antisd.evaluate.results: scoring per benchmark format, failures as outcomes, re-scoring stored files, appends
+that survive a torn line, settings written atomically."""
 
 from __future__ import annotations
 
 import pytest
 
 from antisd.evaluate import (
+    EvalError,
     PRESETS,
     check_gold,
     load_benchmark,
@@ -56,3 +58,21 @@ def test_rescore_fixes_stored_outcomes_without_generation(tmp_path):
     assert [r["correct"] for r in read_records(out / "samples" / "m__b.jsonl")] == [True, False]
     assert main(["--rescore", "--output_dir", str(out), "--plot", "false"]) == 0
     assert "| m | b | 1 | 2 | 50.0 |" in (out / "summary.md").read_text()
+
+
+def test_appended_records_survive_a_torn_last_line_and_settings_are_written_atomically(tmp_path):
+    from antisd.evaluate.results import RESULTS_VERSION, append_records, complete_problems, prepare_results
+
+    path = tmp_path / "samples" / "m__b.jsonl"
+    fp = {"version": 1, "temperature": 0.6}  # as written by antisd before per-sample seeds
+    prepare_results(path, fp, overwrite=False, recorded={"batch_size": 4})
+    assert [p.name for p in path.parent.iterdir()] == ["m__b.config.json"]  # no temp file left
+    append_records(path, [record("m", "b", "p1", i, i == 0, k=2) for i in range(2)])
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"model": "m", "problem_id": "p2", "sample_in')  # a crash mid-line
+    records = read_records(path)
+    assert [(r["problem_id"], r["sample_index"]) for r in records] == [("p1", 0), ("p1", 1)]
+    assert list(complete_problems(records, 2)) == ["p1"]
+    assert RESULTS_VERSION == 2
+    with pytest.raises(EvalError, match=r"other settings \(version: 1 -> 2\); pass --overwrite"):
+        prepare_results(path, {**fp, "version": RESULTS_VERSION}, overwrite=False, recorded={})

@@ -1,5 +1,6 @@
-"""antisd.evaluate.run: end-to-end runs on a tiny model, resume after a crash, the fingerprint, the
-vLLM path (fake vllm) and ``antisd eval`` itself."""
+"""antisd.evaluate.run: end-to-end runs on a tiny model, resume after a crash (byte-identical files), the
+fingerprint, problem ids (a file's id column, repeated texts), the vLLM path (fake vllm) and ``antisd eval``
+itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 import antisd.evaluate as ev
 from antisd.evaluate import EvalConfig, EvalError, main, read_records, run_eval
+from antisd.evaluate.run import distinct_problem_ids
 
 from eval_helpers import CountCalls, fake_vllm, toy_config, write_jsonl
 
@@ -100,3 +102,98 @@ def test_cli_runs_and_rescores(tiny_model_path, toy_data, tmp_path, capsys):
     from antisd.cli import main as antisd_main
 
     assert antisd_main(["eval", "--rescore", "--output-dir", str(out), "--plot", "false"]) == 0
+
+
+# ---------------------------------------------------------------------------------------- problem identity
+
+
+def _rows(texts, ids=True):
+    return [{**({"id": f"q{i}"} if ids else {}), "problem": t, "answer": "2"} for i, t in enumerate(texts)]
+
+
+def _eval(tiny_model_path, out, bench, **overrides):
+    kwargs = {"models": [f"m={tiny_model_path}"], "benchmarks": [bench], "max_new_tokens": 3, "temperature": 1.0,
+              "batch_size": 4, "output_dir": str(out), "show_progress": False, "plot": False}
+    return run_eval(EvalConfig(**{**kwargs, **overrides}))
+
+
+def test_a_files_id_column_names_its_problems_and_repeats_stay_separate(tiny_model_path, tmp_path):
+    texts = ["1+1?", "What is 1+1?", "1+1?", "3-1?", "1+1?"]
+    data = write_jsonl(tmp_path / "ids.jsonl", _rows(texts))
+    summary = _eval(tiny_model_path, tmp_path / "a", f"d={data}?k=2")
+    records = read_records(tmp_path / "a" / "samples" / "m__d.jsonl")
+    assert [r["problem_id"] for r in records[::2]] == ["q0", "q1", "q2", "q3", "q4"]
+    assert summary.row("m", "d")["n_problems"] == 5
+    meta = json.loads((tmp_path / "a" / "samples" / "m__d.config.json").read_text())
+    assert meta["fingerprint"]["id_column"] == "id" and meta["fingerprint"]["version"] == ev.RESULTS_VERSION
+
+    no_ids = write_jsonl(tmp_path / "noids.jsonl", _rows(texts, ids=False))
+    summary = _eval(tiny_model_path, tmp_path / "b", f"d={no_ids}?k=2")
+    pids = [r["problem_id"] for r in read_records(tmp_path / "b" / "samples" / "m__d.jsonl")[::2]]
+    assert summary.row("m", "d")["n_problems"] == 5 and len(set(pids)) == 5
+    assert pids[2] == pids[0] + "#2" and pids[4] == pids[0] + "#3" and pids[1] != pids[0]
+    completions = {pid: [r["completion"] for r in read_records(tmp_path / "b" / "samples" / "m__d.jsonl")
+                         if r["problem_id"] == pid] for pid in pids}
+    assert completions[pids[0]] != completions[pids[2]]  # a repeat is a problem of its own, with its own seeds
+
+
+def test_an_id_column_that_repeats_an_id_is_refused(tiny_model_path, tmp_path, capsys):
+    rows = _rows(["1+1?", "2+0?", "0+2?"])
+    rows[2]["id"] = "q0"
+    rows[2]["problem"] = "1+1?"  # the same id and text twice: not merged silently
+    data = write_jsonl(tmp_path / "dup.jsonl", rows)
+    code = main(["--models", f"m={tiny_model_path}", "--benchmarks", f"d={data}", "--output_dir", str(tmp_path / "o"),
+                 "--show_progress", "false", "--plot", "false"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'q0'" in err  # antisd.data's row check, or the one below
+    problems = [{"problem_id": pid, "prompt": "x", "answer": "1"} for pid in ("a", "b", "a")]
+    with pytest.raises(EvalError, match="benchmark d: id 'a' .* is used by more than one row"):
+        distinct_problem_ids(problems, ev.Benchmark("d", "d.jsonl", id_column="id"))
+    assert [p["problem_id"] for p in distinct_problem_ids(problems, ev.Benchmark("d", "d.jsonl"))] == ["a", "b", "a#2"]
+
+
+# ---------------------------------------------------------------------------------------- exact resume
+
+
+def test_a_kill_mid_write_resumes_to_byte_identical_files(tiny_model_path, tmp_path, monkeypatch):
+    """Chunks of two problems (k=2, batch 4), the second chunk torn after its first problem and a half line:
+    the rerun draws that chunk whole again and the files equal an uninterrupted run's, byte for byte."""
+    import antisd.evaluate.run as run_module
+
+    texts = [f"What is {i} + 1?" for i in range(5)] + ["What is 0 + 1?"]
+    data = write_jsonl(tmp_path / "d.jsonl", _rows(texts, ids=False))
+    bench = f"d={data}?k=2"
+    _eval(tiny_model_path, tmp_path / "full", bench)
+    calls, append = [], run_module.append_records
+
+    def torn_append(path, records):
+        calls.append(len(records))
+        if len(calls) == 2:
+            lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("".join(lines[:2]) + lines[2][:25])
+            raise KeyboardInterrupt("killed mid-write")
+        append(path, records)
+
+    monkeypatch.setattr(run_module, "append_records", torn_append)
+    with pytest.raises(KeyboardInterrupt):
+        _eval(tiny_model_path, tmp_path / "killed", bench)
+    monkeypatch.setattr(run_module, "append_records", append)
+    _eval(tiny_model_path, tmp_path / "killed", bench)
+    for name in ("m__d.jsonl", "m__d.config.json"):
+        assert (tmp_path / "killed" / "samples" / name).read_bytes() == (tmp_path / "full" / "samples" / name).read_bytes()
+    assert (tmp_path / "killed" / "summary.csv").read_bytes() == (tmp_path / "full" / "summary.csv").read_bytes()
+    assert not list((tmp_path / "killed" / "samples").glob(".*"))  # no temp files left
+
+
+def test_damaged_settings_file_and_leftovers(tiny_model_path, tmp_path, caplog):
+    data = write_jsonl(tmp_path / "d.jsonl", _rows(["1+1?"]))
+    _eval(tiny_model_path, tmp_path / "o", f"d={data}?k=1")
+    samples = tmp_path / "o" / "samples"
+    (samples / ".m__d.jsonl.tmp-123").write_text("half a rewrite")
+    _eval(tiny_model_path, tmp_path / "o", f"d={data}?k=1", batch_size=8)
+    assert not (samples / ".m__d.jsonl.tmp-123").exists()
+    assert any("batch_size (4 -> 8)" in r.getMessage() for r in caplog.records)
+    (samples / "m__d.config.json").write_text('{"fingerprint": {"vers')
+    with pytest.raises(EvalError, match=r"m__d.config.json is not valid JSON .*--overwrite"):
+        _eval(tiny_model_path, tmp_path / "o", f"d={data}?k=1")

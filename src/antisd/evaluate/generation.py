@@ -1,4 +1,11 @@
-"""Sampling: token-id prompts, the transformers and vLLM generators, and seeded k-sample batches."""
+"""Sampling: token-id prompts, the transformers and vLLM generators, and seeded k-sample batches.
+
+Exact resume (docs/reliability.md): with transformers, sample i of problem p is drawn from its own
+random stream, seeded by ``seed_for(seed, benchmark, p, i)`` (``SeededSampler``), so no draw depends
+on which other rows share its batch or on how many random numbers they consumed; and a resumed run
+regenerates an interrupted chunk whole (``sample_problems``), so every batch, and with it every
+floating-point rounding, is the one of an uninterrupted run.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from antisd.evaluate.benchmarks import EvalError
 from antisd.evaluate.results import check_gold, score_completion
+from antisd.modeling import model_device
 from antisd.sampling import (
     Completion,
     eos_token_ids,
@@ -67,9 +77,40 @@ def prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+class SeededSampler(LogitsProcessor):
+    """Draws the next token of row r from its own ``torch.Generator`` (seeded ``row_seeds[r]``).
+
+    Distribution: transformers' sampling, softmax(top_p(top_k(scores / temperature))) with its own
+    warpers in its order (top_k 0 = off, top_p 1 = off; a generation config's min_p/typical_p are not
+    applied); one ``torch.multinomial`` draw per row and step. Returns scores (B, V) that are 0 at the
+    drawn token and -inf elsewhere, so greedy decoding (``do_sample=False``) emits it. A row's draws
+    depend on its seed and its own logits only: not on the other rows of the batch, nor on the global RNG.
+    """
+
+    def __init__(self, row_seeds: Sequence[int], *, temperature: float, top_k: int, top_p: float,
+                 device: torch.device | str = "cpu") -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0 for sampling (0 is greedy: no sampler)")
+        warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+        if top_k:
+            warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+        if top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+        self.warpers = LogitsProcessorList(warpers)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if scores.size(0) != len(self.generators):
+            raise ValueError(f"SeededSampler has {len(self.generators)} row seeds, the batch {scores.size(0)} rows")
+        probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)  # (B, V)
+        picks = torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)])  # (B,)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picks[:, None], 0.0)
+
+
 class TransformersGenerator:
-    """Batched ``model.generate`` (``antisd.sampling.generate_completions``): one torch seed per
-    call, global RNG untouched."""
+    """Batched ``model.generate`` (``antisd.sampling.generate_completions``); each sample drawn from its own
+    seeded stream (``SeededSampler``), global RNG untouched."""
 
     def __init__(self, model: Any, tokenizer: Any, *, temperature: float, top_p: float, top_k: int,
                  max_new_tokens: int, chat_template_kwargs: Mapping[str, Any] | None = None,
@@ -78,18 +119,25 @@ class TransformersGenerator:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = pad_token_id(tokenizer, self.eos_ids)
         self.chat_template_kwargs = chat_template_kwargs
-        self.sampling: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "top_k": top_k,
-                                         "max_new_tokens": max_new_tokens, "use_cache": True,
-                                         "synced_gpus": synced_gpus}
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "use_cache": True, "synced_gpus": synced_gpus}
 
     def encode(self, prompt: str | list[dict[str, str]]) -> list[int]:
         return prompt_ids(self.tokenizer, prompt, self.chat_template_kwargs)
 
-    def generate(self, prompts: list[list[int]], n: int, seeds: list[int]) -> list[list[Sample]]:
-        """n samples for each prompt (token ids), in one batch seeded by ``seed_for(*seeds)``."""
+    def generate(self, prompts: list[list[int]], n: int, seeds: Sequence[Sequence[int]]) -> list[list[Sample]]:
+        """n samples for each prompt (token ids), in one batch; ``seeds[i][j]`` seeds sample j of prompt i."""
+        if any(len(s) != n for s in seeds) or len(seeds) != len(prompts):
+            raise ValueError(f"need {n} seeds for each of {len(prompts)} prompts, got {[len(s) for s in seeds]}")
         rows = [ids for ids in prompts for _ in range(n)]
-        completions = generate_completions(self.model, rows, batch_seeds=[seed_for(*seeds)], eos_ids=self.eos_ids,
-                                           pad_id=self.pad_id, **self.sampling)
+        extra: dict[str, Any] = {}
+        if self.temperature > 0:  # sampled by SeededSampler; transformers then decodes greedily
+            sampler = SeededSampler([s for row in seeds for s in row], temperature=self.temperature, top_k=self.top_k,
+                                    top_p=self.top_p, device=model_device(self.model))
+            extra["logits_processor"] = LogitsProcessorList([sampler])
+        # batch seed 0: generate_completions' global-RNG seed, which neither path consumes
+        completions = generate_completions(self.model, rows, batch_seeds=[0], eos_ids=self.eos_ids, pad_id=self.pad_id,
+                                           temperature=0.0, **self.options, **extra)
         samples = [self._sample(c) for c in completions]
         return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
@@ -99,7 +147,9 @@ class TransformersGenerator:
 
 
 class VLLMGenerator:
-    """vLLM ``LLM.generate`` on token-id prompts; one seeded request per problem (n samples)."""
+    """vLLM ``LLM.generate`` on token-id prompts; one seeded request per problem and call (n samples). vLLM
+    draws a request's samples from one stream, and its kernels depend on the batch: exact resume is not
+    promised here (docs/reliability.md)."""
 
     def __init__(self, llm: Any, tokenizer: Any, *, temperature: float, top_p: float, top_k: int,
                  max_new_tokens: int, chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
@@ -113,8 +163,9 @@ class VLLMGenerator:
     def encode(self, prompt: str | list[dict[str, str]]) -> list[int]:
         return prompt_ids(self.tokenizer, prompt, self.chat_template_kwargs)
 
-    def generate(self, prompts: list[list[int]], n: int, seeds: list[int]) -> list[list[Sample]]:
-        params = [self._params(n=n, seed=s % (2**31), **self.sampling) for s in seeds]
+    def generate(self, prompts: list[list[int]], n: int, seeds: Sequence[Sequence[int]]) -> list[list[Sample]]:
+        """One request per prompt, n samples seeded by the seed of its first sample (``seeds[i][0]``)."""
+        params = [self._params(n=n, seed=s[0] % (2**31), **self.sampling) for s in seeds]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], sampling_params=params, use_tqdm=False)
         return [[Sample(c.text, len(c.token_ids), c.finish_reason == "length") for c in o.outputs] for o in outputs]
 
@@ -153,36 +204,65 @@ def release_generator(generator: Any) -> None:
         torch.cuda.empty_cache()
 
 
+def sample_seeds(seed: int, tag: str, problem_id: str, indices: Iterable[int]) -> list[int]:
+    """The seeds of samples ``indices`` of one problem: ``seed_for(seed, tag, problem_id, i)`` each."""
+    return [seed_for(seed, tag, problem_id, i) for i in indices]
+
+
+def _check_unique_ids(problems: Sequence[Mapping[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(problems):
+        pid = str(p["problem_id"])
+        if pid in seen:
+            raise ValueError(f"problem_id {pid!r} is both problem {seen[pid]} and problem {i}; results are keyed by "
+                             "problem id, so each problem needs its own (antisd.evaluate.run.distinct_problem_ids)")
+        seen[pid] = i
+
+
+def _draw(generator: Any, ids: list[list[int]], pids: list[str], *, k: int, batch_size: int, seed: int, tag: str,
+          progress: Any, counted: int) -> list[list[Sample]]:
+    """k samples of each prompt: one call, or ceil(k / batch_size) calls of one prompt when k > batch_size.
+    `progress` advances by the samples of `counted` prompts (the unfinished ones)."""
+    parts = [range(start, min(start + batch_size, k)) for start in range(0, k, batch_size)] if k > batch_size else [range(k)]
+    samples: list[list[Sample]] = [[] for _ in ids]
+    for part in parts:
+        seeds = [sample_seeds(seed, tag, pid, part) for pid in pids]
+        for acc, new in zip(samples, generator.generate(ids, len(part), seeds)):
+            acc.extend(new)
+        if progress is not None:
+            progress.update(len(part) * counted)
+    return samples
+
+
 def sample_problems(generator: Any, problems: Sequence[Mapping[str, Any]], *, k: int, batch_size: int, seed: int,
                     tag: str, timeout_s: float = 5.0, done: Iterable[str] = (),
                     on_chunk: Callable[[list[tuple[Mapping[str, Any], list[dict[str, Any]]]]], None] | None = None,
                     progress: Any = None) -> dict[str, list[dict[str, Any]]]:
     """Sample and score k completions for every problem not in `done`; problem_id -> k scored samples.
 
-    Chunks are fixed slices of `problems` (batch_size // k problems, or one problem in
-    ceil(k / batch_size) calls when k > batch_size), so a resumed run draws the same samples
-    as an uninterrupted one. `on_chunk` receives each finished chunk (to append it to disk).
-    Each problem's samples are seeded by (seed, tag, problem id, part).
+    Sample i of problem p is seeded by ``seed_for(seed, tag, p, i)`` (``sample_seeds``). Chunks are fixed
+    slices of `problems` (batch_size // k problems, or one problem in ceil(k / batch_size) calls when
+    k > batch_size); a chunk with any problem left is generated whole, so that a resumed run forms the
+    batches of an uninterrupted one, and only its unfinished problems are scored and passed to
+    `on_chunk` (to append them to disk). Problem ids must be distinct (ValueError otherwise).
     """
+    _check_unique_ids(problems)
     done = set(done)
     per_chunk = max(1, batch_size // k)
-    parts = [(start, min(batch_size, k - start)) for start in range(0, k, batch_size)] if k > batch_size else [(0, k)]
     gold_cache: dict[str, str] = {}
     scored: dict[str, list[dict[str, Any]]] = {}
     for first in range(0, len(problems), per_chunk):
-        pending = [p for p in problems[first:first + per_chunk] if str(p["problem_id"]) not in done]
-        if not pending:
+        chunk_problems = problems[first:first + per_chunk]
+        pending = [str(p["problem_id"]) not in done for p in chunk_problems]
+        if not any(pending):
             continue
-        ids = [generator.encode(p["prompt"]) for p in pending]
-        samples: list[list[Sample]] = [[] for _ in pending]
-        for part, (_, n) in enumerate(parts):
-            seeds = [seed_for(seed, tag, str(p["problem_id"]), part) for p in pending]
-            for acc, new in zip(samples, generator.generate(ids, n, seeds)):
-                acc.extend(new)
-            if progress is not None:
-                progress.update(n * len(pending))
+        ids = [generator.encode(p["prompt"]) for p in chunk_problems]
+        samples = _draw(generator, ids, [str(p["problem_id"]) for p in chunk_problems], k=k, batch_size=batch_size,
+                        seed=seed, tag=tag, progress=progress, counted=sum(pending))
         chunk = []
-        for problem, problem_samples in zip(pending, samples):
+        for problem, problem_samples, todo in zip(chunk_problems, samples, pending):
+            if not todo:
+                continue
             answer = str(problem["answer"])
             if answer not in gold_cache:
                 gold_cache[answer] = check_gold(answer, timeout_s)

@@ -1,4 +1,9 @@
-"""Results files: scoring completions, the per-sample JSONL files, their settings fingerprint, re-scoring."""
+"""Results files: scoring completions, the per-sample JSONL files, their settings fingerprint, re-scoring.
+
+Crash safety: samples are appended a chunk at a time and fsynced (``append_records``); a torn last
+line or an unfinished problem is dropped on the next run (``read_records``, ``complete_problems``);
+whole-file rewrites and the settings file go through a temp file, fsync and rename.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: sample i of problem p seeded by (seed, benchmark, p, i); ids from a file's id column
 
 
 def score_completion(completion: str, answer: str, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -76,13 +81,37 @@ def complete_problems(records: Iterable[Mapping[str, Any]], k: int) -> dict[str,
     return {pid: [s[i] for i in range(k)] for pid, s in by_problem.items() if set(s) == set(range(k))}
 
 
+def _jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by `text`: a temp file beside it, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
     """Replace `path` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    _write_atomic(path, _jsonl(records))
+
+
+def append_records(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append records to `path` (one JSON line each) and fsync. A crash part-way leaves a prefix of the lines,
+    perhaps a torn last one, which ``read_records`` skips and the next run's clean-up drops."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(_jsonl(records))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def fingerprint(cfg: EvalConfig, label: str, model_path: str, bench: Benchmark) -> dict[str, Any]:
@@ -98,22 +127,38 @@ def fingerprint(cfg: EvalConfig, label: str, model_path: str, bench: Benchmark) 
 
 
 def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recorded: Mapping[str, Any]) -> None:
-    """Check (or write) the fingerprint beside `path`; raise EvalError naming differing fields."""
+    """Check (or write) the fingerprint beside `path`; raise EvalError naming differing fields.
+
+    `recorded` settings (backend, dtype, batch size) may change between runs, with a warning: samples
+    are then drawn from the same seeds, but batched kernels may round differently (docs/reliability.md).
+    """
     meta = meta_path(path)
+    for leftover in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{meta.name}.tmp-*")]:
+        leftover.unlink(missing_ok=True)  # a rewrite a crash interrupted (the file itself is whole)
     if overwrite:
         for p in (path, meta):
             p.unlink(missing_ok=True)
     if meta.exists():
-        old = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
+        try:
+            stored = json.loads(meta.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EvalError(f"{meta} is not valid JSON ({e}); pass --overwrite to discard {path.name} and it") from None
+        old = stored.get("fingerprint", {})
         diffs = [f"{key}: {old.get(key)!r} -> {value!r}" for key, value in fp.items() if old.get(key) != value]
         if diffs:
             raise EvalError(f"{path} holds samples drawn with other settings ({'; '.join(diffs)}); "
                             "pass --overwrite to discard them or use another --output_dir")
+        changed = {key: (stored.get("recorded", {}).get(key), value) for key, value in recorded.items()
+                   if stored.get("recorded", {}).get(key) != value}
+        if changed:
+            logger.warning("%s: resuming with other %s; new samples come from the same seeds, but may differ in "
+                           "rounding from those an unchanged run would draw", path.name,
+                           ", ".join(f"{key} ({a!r} -> {b!r})" for key, (a, b) in changed.items()))
         return
     if path.exists():
         raise EvalError(f"{path} exists without its settings file {meta.name}; pass --overwrite to discard it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n", encoding="utf-8")
+    _write_atomic(meta, json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n")
 
 
 def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = True) -> list[dict[str, Any]]:

@@ -1,21 +1,25 @@
-"""run_eval (every model x benchmark, resuming finished problems) and ``main``, the ``antisd eval`` command."""
+"""run_eval (every model x benchmark, resuming finished problems) and ``main``, the ``antisd eval`` command.
+
+Problem identity: a local file's ``id`` column is used when no id column was named
+(``resolve_id_column``); without ids, a problem is named by a hash of its text, and a text repeated
+in the file is kept as a separate problem (``distinct_problem_ids``: ``p-<hash>``, ``p-<hash>#2``, ...);
+an id column that repeats an id is refused.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antisd.data import DataError
+from antisd.data import DataConfig, DataError, load_raw
 from antisd.evaluate.benchmarks import Benchmark, EvalError, load_benchmark
 from antisd.evaluate.config import EvalConfig, parse_args
 from antisd.evaluate.generation import (
-    VLLMGenerator,
     load_tokenizer,
     make_generator,
     release_generator,
@@ -25,6 +29,7 @@ from antisd.evaluate.generation import (
 from antisd.evaluate.results import (
     _read_records,
     _write_jsonl,
+    append_records,
     complete_problems,
     fingerprint,
     prepare_results,
@@ -59,24 +64,52 @@ def _finish(rows: list[dict[str, Any]], cfg: EvalConfig, files: dict[str, Path])
     return EvalSummary(rows, files)
 
 
+def resolve_id_column(bench: Benchmark) -> Benchmark:
+    """`bench` with ``id_column="id"`` when none was named and its source is a local file (or folder) that has
+    an ``id`` column; else `bench` unchanged."""
+    if bench.id_column is not None or not Path(bench.source).expanduser().exists():
+        return bench
+    columns = load_raw(DataConfig(dataset_name=bench.source, dataset_split=bench.split)).column_names
+    if "id" not in columns:
+        return bench
+    logger.info("%s: problems are named by the file's id column", bench.name)
+    return dataclasses.replace(bench, id_column="id")
+
+
+def distinct_problem_ids(problems: list[dict[str, Any]], bench: Benchmark) -> list[dict[str, Any]]:
+    """`problems` with one id each: without an id column, the n-th repeat (n >= 2, file order) of a problem
+    text gets ``<text id>#n``; an id column that repeats an id raises EvalError naming it."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, problem in enumerate(problems):
+        pid = str(problem["problem_id"])
+        count = seen[pid] = seen.get(pid, 0) + 1
+        if count > 1:
+            if bench.id_column is not None:
+                raise EvalError(f"benchmark {bench.name}: id {pid!r} (column {bench.id_column!r}) is used by more "
+                                f"than one row (again at problem {i}); give every problem its own id")
+            problem = {**problem, "problem_id": f"{pid}#{count}"}
+        out.append(problem)
+    repeats = len(problems) - len(seen)
+    if repeats:
+        logger.warning("%s: %d problem text(s) repeat an earlier one; each repeat is a separate problem (<id>#2, ...)",
+                       bench.name, repeats)
+    return out
+
+
 def _eval_benchmark(cfg: EvalConfig, generator: Any, label: str, bench: Benchmark, problems: list[dict[str, Any]],
-                    path: Path, done: set[str]) -> None:
+                    path: Path, done: set[str], batch_size: int) -> None:
     """Sample the unfinished problems of one model x benchmark, appending each chunk to `path`."""
     from tqdm.auto import tqdm
 
     k = cfg.samples_for(bench)
     pending = sum(str(p["problem_id"]) not in done for p in problems)
-    batch_size = cfg.batch_size or (4096 if isinstance(generator, VLLMGenerator) else 64)
-    with open(path, "a", encoding="utf-8") as f, tqdm(total=pending * k, desc=f"{label} {bench.name}", unit="sample",
-                                                      disable=not cfg.show_progress, dynamic_ncols=True) as bar:
+    with tqdm(total=pending * k, desc=f"{label} {bench.name}", unit="sample", disable=not cfg.show_progress,
+              dynamic_ncols=True) as bar:
         def append(chunk: list[tuple[Mapping[str, Any], list[dict[str, Any]]]]) -> None:
-            for problem, rows in chunk:
-                for row in rows:
-                    record = {"model": label, "benchmark": bench.name, "problem_id": str(problem["problem_id"]),
-                              "n_samples": k, "answer": str(problem["answer"]), **row}
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            append_records(path, [{"model": label, "benchmark": bench.name, "problem_id": str(problem["problem_id"]),
+                                   "n_samples": k, "answer": str(problem["answer"]), **row}
+                                  for problem, rows in chunk for row in rows])
 
         sample_problems(generator, problems, k=k, batch_size=batch_size, seed=cfg.seed, tag=bench.name,
                         timeout_s=cfg.verify_timeout_s, done=done, on_chunk=append, progress=bar)
@@ -101,16 +134,17 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
     if cfg.rescore:
         return _finish(summarize(score_results(cfg.output_dir, timeout_s=cfg.verify_timeout_s)), cfg, {})
     backend = resolve_backend(cfg.backend)
-    benches = cfg.benchmark_specs()
-    data = {b.name: [dict(r) for r in load_benchmark(b, limit=cfg.limit, prompt_format=cfg.prompt_format,
-                                                     system_prompt=cfg.system_prompt)] for b in benches}
+    batch_size = cfg.batch_size or (4096 if backend == "vllm" else 64)
+    benches = [resolve_id_column(b) for b in cfg.benchmark_specs()]
+    data = {b.name: distinct_problem_ids([dict(r) for r in load_benchmark(
+        b, limit=cfg.limit, prompt_format=cfg.prompt_format, system_prompt=cfg.system_prompt)], b) for b in benches}
     files: dict[str, Path] = {}
     records: list[Mapping[str, Any]] = []
     for label, model_path in cfg.model_specs():
         paths = {b.name: results_path(cfg.output_dir, label, b.name) for b in benches}
         for b in benches:  # every fingerprint is checked before the model loads
             prepare_results(paths[b.name], fingerprint(cfg, label, model_path, b), overwrite=cfg.overwrite,
-                            recorded={"backend": backend, "dtype": cfg.dtype})
+                            recorded={"backend": backend, "dtype": cfg.dtype, "batch_size": batch_size})
         done = {b.name: _existing(paths[b.name], cfg.samples_for(b)) for b in benches}
         todo = [b for b in benches if any(str(p["problem_id"]) not in done[b.name] for p in data[b.name])]
         if todo:
@@ -118,7 +152,7 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
             tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
             generator = make_generator(cfg, backend, model_path, tokenizer)
             for b in todo:
-                _eval_benchmark(cfg, generator, label, b, data[b.name], paths[b.name], done[b.name])
+                _eval_benchmark(cfg, generator, label, b, data[b.name], paths[b.name], done[b.name], batch_size)
             release_generator(generator)
         for b in benches:
             wanted = {str(p["problem_id"]) for p in data[b.name]}
