@@ -85,3 +85,14 @@ def test_a_run_with_fewer_logged_steps_than_planned(tmp_path):
     text = write_report(early).read_text()
     assert "0 optimizer steps" in text and "No training step is logged yet" in text
     assert (early / "plots" / "curves.png").read_bytes()[:8] == PNG
+
+
+def test_report_names_the_exploitation_monitors_flag(tmp_path):
+    run = write_state(tmp_path / "run", state([1, 2, 3, 4], reward=[0.3, 0.3, 0.2, 0.1],
+                                              pmi__mean=[-0.1, -0.2, -0.5, -0.9],
+                                              monitor__exploit=[0.0, 0.0, 1.0, 1.0]))
+    text = write_report(run).read_text()
+    assert "Exploitation monitor: flagged on 2 of 4 logged steps, first at step 3" in text
+    assert "| pmi/mean | -0.1 | -0.9 |" in text
+    quiet = write_state(tmp_path / "quiet", state([1, 2], reward=[0.3, 0.4], monitor__exploit=[0.0, 0.0]))
+    assert "Exploitation monitor: no sign on 2 logged steps." in write_report(quiet).read_text()

@@ -23,6 +23,7 @@ from trl import GRPOConfig
 
 from antisd.context import ContextFields
 from antisd.gate import gate_kinds, get_gate_kind
+from antisd.monitor import MonitorThresholds
 from antisd.signals import centering_modes, composition_modes, signal_kinds
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AntiSD method (docs/method.md)", ("method", "token_signal", "lambda_max", "composition", "correctness_reward")),
     ("gate", ("gate", "gate_warmup_steps", "gate_down_ratio", "gate_up_ratio", "gate_statistic",
               "reset_gate_on_resume")),
-    ("guards", ("gate_ceiling_ratio", "token_term_centering", "stop_on_nonfinite")),
+    ("guards", ("gate_ceiling_ratio", "token_term_centering", "stop_on_nonfinite", "exploit_monitor",
+                "monitor_window", "monitor_pmi_drop", "monitor_reward_drop", "monitor_entropy_ratio")),
     ("privileged context (the teacher's prompt)", ("teacher_template", "feedback_correct", "feedback_incorrect",
                                                    "solution_sources", "sibling_format", "answer_template",
                                                    "max_solution_chars", "strip_think", "correct_threshold")),
@@ -118,6 +120,16 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "sequence (zero mean over each rollout's tokens: credit moves between tokens, no net "
                           "advantage is added), batch_cap (the batch mean of the token term is at most 0)."},
     )
+    exploit_monitor: bool = field(
+        default=True,
+        metadata={"help": "Watch for token-term exploitation (antisd.monitor): log monitor/* every step and warn when "
+                          "the sampled tokens' mean PMI has fallen by monitor_pmi_drop and the reward has fallen by "
+                          "monitor_reward_drop or the teacher's entropy risen to monitor_entropy_ratio x H_warm."},
+    )
+    monitor_window: int = field(default=20, metadata={"help": "Logged steps the monitor averages (and its baseline: the first ones)."})
+    monitor_pmi_drop: float = field(default=0.2, metadata={"help": "Monitor: fall of the mean PMI below its start, in nats."})
+    monitor_reward_drop: float = field(default=0.05, metadata={"help": "Monitor: fall of the reward below its best window."})
+    monitor_entropy_ratio: float = field(default=1.15, metadata={"help": "Monitor: rise of the teacher's entropy over H_warm (ratio)."})
     reset_gate_on_resume: bool = field(
         default=False,
         metadata={"help": "Continual mode: ignore a checkpoint's gate state and start a fresh warm-up."},
@@ -225,6 +237,7 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         self.fast_logprobs = str(self.fast_logprobs).lower()
         if self.fast_logprobs not in ("auto", "true", "false"):
             raise _choice_error("fast_logprobs", self.fast_logprobs, ["auto", "false", "true"])
+        _ = self.monitor_thresholds  # checks the monitor's values now
         if self.logps_batch_rows is not None and self.logps_batch_rows < 1:
             raise ValueError(f"logps_batch_rows={self.logps_batch_rows} must be >= 1 (or None for one pass)")
         if self.dump_rollouts_every < 0:
@@ -257,6 +270,11 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         for name, (_, column) in changed.items():
             setattr(self, name, column)
         return changed
+
+    @property
+    def monitor_thresholds(self) -> MonitorThresholds:
+        return MonitorThresholds(window=self.monitor_window, pmi_drop_max=self.monitor_pmi_drop,
+                                 reward_drop_max=self.monitor_reward_drop, entropy_ratio_max=self.monitor_entropy_ratio)
 
     @property
     def gate_params(self) -> dict:

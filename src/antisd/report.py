@@ -28,6 +28,7 @@ PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("entropy", ("teacher/entropy_mean", "teacher/entropy_median", "student/entropy_mean"), "entropy (nats)"),
     ("lambda", ("gate/lambda",), "lambda (token-term weight)"),
     ("deliberation", ("deliberation/token_frac",), "deliberation-token rate"),
+    ("pmi", ("pmi/mean", "signal/mean", "monitor/exploit"), "PMI of sampled tokens, token term, exploit flag"),
 )
 
 
@@ -137,7 +138,7 @@ def summarize(history: Sequence[dict]) -> dict[str, Any]:
     """Key figures of a run: first/last/peak reward and accuracy, gate switches, lengths."""
     out: dict[str, Any] = {"steps": int(history[-1]["step"]) if history else 0}
     for key in ("reward", "accuracy", "completions/mean_length", "deliberation/token_frac",
-                "teacher/entropy_mean", "gate/lambda", "eval/avg@k"):
+                "teacher/entropy_mean", "gate/lambda", "pmi/mean", "signal/mean", "eval/avg@k"):
         xs, ys = _series(history, key)
         if not ys:
             continue
@@ -147,6 +148,10 @@ def summarize(history: Sequence[dict]) -> dict[str, Any]:
     xs, ys = _series(history, "gate/on")
     if ys:
         out["gate_on_frac"] = sum(ys) / len(ys)
+    xs, ys = _series(history, "monitor/exploit")
+    if ys:
+        flagged = [x for x, y in zip(xs, ys) if y > 0]
+        out["exploit"] = {"checked": len(ys), "flagged": len(flagged), "first_step": flagged[0] if flagged else None}
     return out
 
 
@@ -172,10 +177,18 @@ def write_report(run_dir: str | Path, *, title: str = "antisd training run", ext
         lines.append("")
     lines += ["| metric | first 10% | last 10% | peak (step) |", "|---|---|---|---|"]
     for key, v in summ.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and "first" in v:
             lines.append(f"| {key} | {v['first']:.4g} | {v['last']:.4g} | {v['peak']:.4g} ({v['peak_step']}) |")
     if "gate_on_frac" in summ:
         lines += ["", f"Gate on for {summ['gate_on_frac']:.0%} of logged steps (including warm-up as off)."]
+    ex = summ.get("exploit")
+    if ex and ex["flagged"]:
+        lines += ["", f"**Exploitation monitor: flagged on {ex['flagged']} of {ex['checked']} logged steps, first at "
+                      f"step {ex['first_step']}**: the sampled tokens' mean PMI fell and the reward fell or the teacher's "
+                      "entropy rose: the policy was being paid for text the privileged teacher rejects "
+                      "(antisd.monitor; guards: docs/method.md)."]
+    elif ex:
+        lines += ["", f"Exploitation monitor: no sign on {ex['checked']} logged steps."]
     lines += ["", "Training curves (grey bands: gate off):", ""]
     lines += [f"![{p.stem}]({p.relative_to(run_dir)})" for p in plots]
     lines += ["", "TensorBoard: `tensorboard --logdir " + str(run_dir) + "`", ""]

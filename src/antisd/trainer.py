@@ -64,6 +64,7 @@ from antisd.context import TeacherContext, build_teacher_contexts, source_fracti
 from antisd.gate import SchmittGate, gate_statistic, make_gate
 from antisd.logprobs import per_token_logps_and_entropies
 from antisd.modeling import needs_full_logits
+from antisd.monitor import exploit_callback
 from antisd.pruned_generation import pruned_generate
 from antisd.pruned_generation import supports as pruned_supports
 from antisd.sampling import left_pad
@@ -135,6 +136,9 @@ class AntiSDTrainer(GRPOTrainer):
         self._pending_token_term: tuple[PendingTokenTerm, dict] | None = None
         self._logged_once: set[str] = set()
         self._pre_generation: tuple[int, int, dict | None] | None = None
+        if self.args.uses_teacher and self.args.exploit_monitor:
+            # first, so that the reporting integrations and log_history get the monitor/* values
+            self.callback_handler.callbacks.insert(0, exploit_callback(self.args.monitor_thresholds))
         self._fast_logprobs = self.args.fast_logprobs == "true" or (
             self.args.fast_logprobs == "auto" and self.accelerator.device.type == "cpu")
         logger.info("fast_logprobs=%s: per-token log-probs from %s", self.args.fast_logprobs,
