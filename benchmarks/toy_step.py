@@ -14,6 +14,7 @@ Variants (flags on top of the built-in default):
     baseline   the toy default as it was: transformers' generate, one full-batch log-prob pass
     pruned     + generation_prune_finished (antisd.pruned_generation: finished rows leave the batch)
     fast       + logps_batch_rows 32, teacher_batch_size 32 (length-sorted chunks: less padding)
+    fast+lora  fast, training rank-16 LoRA adapters on every linear layer (recipes/toy/lora.yaml)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ VARIANTS: dict[str, list[str]] = {
     "baseline": ["--generation_prune_finished", "false"],
     "pruned": ["--generation_prune_finished", "true"],
     "fast": ["--generation_prune_finished", "true", "--logps_batch_rows", "32", "--teacher_batch_size", "32"],
+    "fast+lora": ["--generation_prune_finished", "true", "--logps_batch_rows", "32", "--teacher_batch_size", "32",
+                  "--use_peft", "true", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0.0"],
 }
 
 

@@ -350,3 +350,41 @@ def test_report_command_rewrites_a_runs_report(tmp_path, capsys):
     assert code == 2 and err.startswith("antisd report: error: no trainer_state.json") and err.count("\n") == 1
     main(["--help"])
     assert "report" in capsys.readouterr().out
+
+
+def test_lora_training_from_the_cli_saves_an_adapter(tiny_model_path, tmp_path, caplog):
+    """`antisd train --use_peft` (the toy LoRA overlay's flags) trains adapters only and saves them."""
+    rows = [{"id": f"t{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1), "solution": f"{i} + 1 = {i + 1}"}
+            for i in range(8)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "run.yaml", {
+        "version": 1, "model_name_or_path": str(tiny_model_path), "dtype": "float32",
+        "dataset_name": str(tmp_path / "p.jsonl"), "id_column": "id", "method": "antisd",
+        "output_dir": str(out), "bf16": False, "report_to": [], "per_device_train_batch_size": 8,
+        "num_generations": 4, "max_completion_length": 8, "save_strategy": "no", "logging_steps": 1,
+        "disable_tqdm": True, "seed": 0, "gate_warmup_steps": 1,
+    })
+    assert main(["train", "--config", cfg, "--config", "recipes/toy/lora.yaml", "--max_steps", "2",
+                 "--lora_target_modules", "q_proj", "v_proj", "--output_dir", str(out)]) == 0
+    assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
+    assert any(r.getMessage().startswith("LoRA: ") for r in caplog.records)
+
+
+def test_a_nonfinite_stop_is_one_line_and_exit_code_1(tiny_model_path, tmp_path, capsys, monkeypatch):
+    from antisd.trainer import AntiSDTrainer
+
+    real = AntiSDTrainer._compute_loss
+    monkeypatch.setattr(AntiSDTrainer, "_compute_loss", lambda self, m, i: real(self, m, i) * float("nan"))
+    rows = [{"id": f"t{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(8)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = write_yaml(tmp_path / "run.yaml", {
+        "version": 1, "model_name_or_path": str(tiny_model_path), "dataset_name": str(tmp_path / "p.jsonl"),
+        "method": "grpo", "output_dir": str(tmp_path / "out"), "bf16": False, "report_to": [],
+        "per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8, "save_strategy": "no",
+    })
+    assert main(["train", "--config", cfg, "--max_steps", "2"]) == 1
+    captured = capsys.readouterr()
+    err = [line for line in (captured.err + captured.out).splitlines() if "antisd train: error:" in line]
+    assert len(err) == 1 and "loss of step 1 is not finite" in err[0]  # one line (progress bars aside)

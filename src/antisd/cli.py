@@ -231,7 +231,10 @@ def setup_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``antisd`` console script. Returns the exit code."""
+    """Entry point of the ``antisd`` console script. Returns the exit code: 0, 2 for bad input or usage
+    (one line, before anything is written), 1 for a run stopped by a non-finite loss or gradient."""
+    from antisd.trainer import NonFiniteTrainingError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     parser = _top_parser()
@@ -249,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, InputError) as e:
         print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except NonFiniteTrainingError as e:  # stop_on_nonfinite: a runtime failure, not a usage error
+        print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

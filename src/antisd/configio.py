@@ -393,10 +393,35 @@ class ModelArgs:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model/tokenizer code from the hub (shared with the trainer config)."},
     )
+    use_peft: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (PEFT) instead of all weights; the privileged teacher is the same "
+                          "adapted model. Checkpoints then hold the adapter (load by path with its base)."},
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Module names to adapt, e.g. q_proj k_proj v_proj o_proj (default: all linear layers "
+                          "but the output layer, PEFT's all-linear)."},
+    )
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "auto"):
             raise ValueError(f"dtype={self.dtype!r} is not valid; choose one of ['auto', 'bfloat16', 'float32']")
+        if self.lora_r < 1 or self.lora_alpha < 1 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_r={self.lora_r} and lora_alpha={self.lora_alpha} must be >= 1 and "
+                             f"lora_dropout={self.lora_dropout} in [0, 1)")
+
+    def peft_config(self):
+        """The LoRA config of ``use_peft`` (peft.LoraConfig), or None."""
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=self.lora_target_modules or "all-linear", task_type="CAUSAL_LM")
 
 
 @dataclass

@@ -108,7 +108,12 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), log_final_step_callback()],
+        peft_config=model_args.peft_config(),
     )
+    if model_args.use_peft:
+        trainable, total = (sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                            sum(p.numel() for p in trainer.model.parameters()))
+        logger.info("LoRA: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total)
     logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
                 config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
     trainer.train(resume_from_checkpoint=resume)
