@@ -46,6 +46,8 @@ ARMS: dict[str, list[str]] = {
     "antisd_2sided": ["--method", "antisd", "--gate_ceiling_ratio", str(1 / 0.93)],
     "antisd_seqcenter": ["--method", "antisd", "--token_term_centering", "sequence"],
     "antisd_batchcap": ["--method", "antisd", "--token_term_centering", "batch_cap"],
+    # added after the mechanism was measured (docs/method.md Eq. 12)
+    "antisd_correct": ["--method", "antisd", "--token_term_rollouts", "correct"],
 }
 CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, ["--method", "antisd", "--reset_gate_on_resume", "true"])}
 

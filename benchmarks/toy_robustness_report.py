@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     runs = load_runs(out)
     bases = sorted({b for b, _ in runs})
-    order = ["grpo", "antisd", "antisd_nogate", "antisd_2sided", "antisd_seqcenter", "antisd_batchcap", "sd",
+    order = ["grpo", "antisd", "antisd_nogate", "antisd_2sided", "antisd_seqcenter", "antisd_batchcap",
+             "antisd_correct", "sd",
              "antisd_from_grpo200"]
     arms = [x for x in order if any((b, x) in runs for b in bases)]
     arms += sorted({x for _, x in runs} - set(arms))

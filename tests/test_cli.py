@@ -352,6 +352,7 @@ def test_report_command_rewrites_a_runs_report(tmp_path, capsys):
     assert "report" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_lora_training_from_the_cli_saves_an_adapter(tiny_model_path, tmp_path, caplog):
     """`antisd train --use_peft` (the toy LoRA overlay's flags) trains adapters only and saves them."""
     rows = [{"id": f"t{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1), "solution": f"{i} + 1 = {i + 1}"}
@@ -372,6 +373,7 @@ def test_lora_training_from_the_cli_saves_an_adapter(tiny_model_path, tmp_path, 
     assert any(r.getMessage().startswith("LoRA: ") for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_a_nonfinite_stop_is_one_line_and_exit_code_1(tiny_model_path, tmp_path, capsys, monkeypatch):
     from antisd.trainer import AntiSDTrainer
 

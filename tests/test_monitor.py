@@ -77,6 +77,7 @@ def test_callback_adds_the_values_to_the_log_and_history_and_warns_once(caplog):
     assert sum("exploitation suspected" in r.message for r in caplog.records) == 1
 
 
+@pytest.mark.slow
 def test_the_monitor_logs_during_training(tiny_model_path, tmp_path):
     tr = make_trainer(tiny_model_path, tmp_path, method="antisd", max_steps=4, monitor_window=1)
     tr.train()

@@ -33,6 +33,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_wheel_contains_the_recipes_and_the_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     recipes = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src/antisd/resources/recipes").rglob("*")
@@ -44,6 +45,7 @@ def test_the_wheel_contains_the_recipes_and_the_data(wheel):
     assert data | {"antisd/resources/data/SOURCES.md"} <= names
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_finds_recipes_and_data_from_any_folder(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target),

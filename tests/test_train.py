@@ -25,6 +25,7 @@ def test_resume_argument(tmp_path):
         _resume_arg(str(out / "checkpoint-9"), str(out))
 
 
+@pytest.mark.slow
 def test_a_short_run_logs_its_settings_first_and_reports_its_last_step(tiny_model_path, tmp_path, caplog):
     from antisd.config import AntiSDConfig
     from antisd.configio import ModelArgs

@@ -14,6 +14,8 @@ from antisd.trainer import STATE_FILE, last_complete_checkpoint
 
 from trainer_helpers import make_trainer
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
+
 TEACHER_METRICS = [
     "teacher/entropy_mean", "teacher/entropy_median", "student/entropy_mean", "student/entropy_median",
     "student/perplexity", "pmi/mean", "pmi/neg_frac", "signal/mean", "signal/pos_mass_frac",
@@ -56,6 +58,7 @@ ABLATIONS = {
     "two_sided_gate": dict(method="antisd", gate_ceiling_ratio=1.0 / 0.93),
     "sequence_centering": dict(method="antisd", token_term_centering="sequence"),
     "batch_cap": dict(method="antisd", token_term_centering="batch_cap"),
+    "correct_only": dict(method="antisd", token_term_rollouts="correct"),
 }
 
 
@@ -216,3 +219,27 @@ def test_fast_logprobs_auto_is_on_for_cpu_training(tiny_model_path, tmp_path, va
     assert tr._fast_logprobs is expected  # these tests train on CPU
     with pytest.raises(ValueError, match="fast_logprobs='sometimes' is not valid"):
         AntiSDConfig(output_dir=str(tmp_path), bf16=False, fast_logprobs="sometimes")
+
+
+def test_correct_only_token_term_leaves_wrong_rollouts_their_grpo_advantage(tiny_model_path, tmp_path):
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", gate="none", token_term_rollouts="correct")
+    batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
+    tr.model.train()
+    seen = {}
+    real = tr._token_term
+
+    def spy(seq_adv, pending, s_logps, s_ent, token_mask):
+        out = real(seq_adv, pending, s_logps, s_ent, token_mask)
+        seen.update(seq=seq_adv.clone(), adv=out.clone(), ctx=pending.ctx_mask.clone(), mask=token_mask.clone())
+        return out
+
+    tr._token_term = spy
+    tr.args.reuse_loss_logps = False  # compose at generation time, where the test can see it
+    tr._generate_and_score_completions(batch)
+    correct = torch.tensor([c.correct for c in tr._last_global_contexts])
+    assert (~correct).any() and correct.any()
+    assert not seen["ctx"][~correct].any()  # no token term on wrong rollouts
+    wrong_rows = (~correct).nonzero().squeeze(1)
+    for i in wrong_rows.tolist():
+        m = seen["mask"][i]
+        assert torch.equal(seen["adv"][i][m], seen["seq"][i].expand(int(m.sum())))

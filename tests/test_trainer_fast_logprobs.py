@@ -11,6 +11,8 @@ from antisd.logprobs import naive_logps_and_entropies
 
 from trainer_helpers import make_trainer
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
+
 KEYS = ["loss", "grad_norm", "entropy", "reward"]
 
 

@@ -13,6 +13,8 @@ from antisd.trainer import STATE_FILE, AntiSDTrainer, NonFiniteTrainingError
 
 from trainer_helpers import make_trainer, toy_rows
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
+
 
 def _logs(tr):
     return [h for h in tr.state.log_history if "loss" in h]

@@ -19,6 +19,8 @@ from antisd.trainer import STATE_FILE, AntiSDTrainer
 
 from trainer_helpers import base_kwargs, length_reward, toy_rows
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
+
 LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
 

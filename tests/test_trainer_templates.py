@@ -17,6 +17,8 @@ from antisd.context import TeacherContext
 
 from trainer_helpers import make_trainer
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
+
 THINKING_TEMPLATE = (  # the shape of Qwen3's: an empty think block when thinking is switched off
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n"

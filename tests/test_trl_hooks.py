@@ -9,6 +9,7 @@ any of these, upgrade deliberately: re-read the new methods, adapt the trainer, 
 import importlib.metadata
 import inspect
 
+import pytest
 import torch
 from trl import GRPOTrainer
 
@@ -56,6 +57,7 @@ def test_loss_accepts_token_level_advantages():
     assert src.index("self._get_per_token_logps_and_entropies(") < src.index('advantages = inputs["advantages"]')
 
 
+@pytest.mark.slow
 def test_generate_and_score_output_keys_and_shapes(tiny_model_path, tmp_path):
     from trainer_helpers import make_trainer
 

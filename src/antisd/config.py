@@ -42,7 +42,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AntiSD method (docs/method.md)", ("method", "token_signal", "lambda_max", "composition", "correctness_reward")),
     ("gate", ("gate", "gate_warmup_steps", "gate_down_ratio", "gate_up_ratio", "gate_statistic",
               "reset_gate_on_resume")),
-    ("guards", ("gate_ceiling_ratio", "token_term_centering", "stop_on_nonfinite", "exploit_monitor",
+    ("guards", ("gate_ceiling_ratio", "token_term_centering", "token_term_rollouts", "stop_on_nonfinite", "exploit_monitor",
                 "monitor_window", "monitor_pmi_drop", "monitor_reward_drop", "monitor_entropy_ratio")),
     ("privileged context (the teacher's prompt)", ("teacher_template", "feedback_correct", "feedback_incorrect",
                                                    "solution_sources", "sibling_format", "answer_template",
@@ -119,6 +119,12 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         metadata={"help": "Guard on the token term before composition (docs/method.md Eq. 10-11): none (the paper), "
                           "sequence (zero mean over each rollout's tokens: credit moves between tokens, no net "
                           "advantage is added), batch_cap (the batch mean of the token term is at most 0)."},
+    )
+    token_term_rollouts: Literal["all", "correct"] = field(
+        default="all",
+        metadata={"help": "Rollouts that get the token term: all (the paper) or correct (guard, docs/method.md Eq. 12: "
+                          "an incorrect rollout keeps its plain GRPO advantage, so tokens the teacher rejects in a "
+                          "wrong attempt are never paid for).", "choices": ["all", "correct"]},
     )
     exploit_monitor: bool = field(
         default=True,
@@ -208,6 +214,8 @@ class AntiSDConfig(ContextFields, GRPOConfig):
             self.gate = DEFAULT_GATE[self.method]
         if self.gate is not None and self.gate not in gate_kinds():
             raise _choice_error("gate", self.gate, gate_kinds())
+        if self.token_term_rollouts not in ("all", "correct"):
+            raise _choice_error("token_term_rollouts", self.token_term_rollouts, ["all", "correct"])
         if self.token_term_centering not in centering_modes():
             raise _choice_error("token_term_centering", self.token_term_centering, centering_modes())
         if self.gate_ceiling_ratio is not None and self.gate is not None and get_gate_kind(self.gate).direction != "below":

@@ -135,6 +135,7 @@ class AntiSDTrainer(GRPOTrainer):
         self._stash: dict[str, Any] = {}
         self._pending_token_term: tuple[PendingTokenTerm, dict] | None = None
         self._logged_once: set[str] = set()
+        self._forward_count = 0  # log-prob forwards run by this process (antisd-scaleout, issue 16)
         self._pre_generation: tuple[int, int, dict | None] | None = None
         if self.args.uses_teacher and self.args.exploit_monitor:
             # first, so that the reporting integrations and log_history get the monitor/* values
@@ -299,6 +300,32 @@ class AntiSDTrainer(GRPOTrainer):
         Rows without a context, or whose teacher sequence (privileged prompt + completion) exceeds the
         model's ``max_position_embeddings``, stay 0 / NaN: a privileged prompt is never cut.
         """
+        # antisd-scaleout (issue 16): under FSDP / DeepSpeed ZeRO-3 every forward gathers parameters (collectives), so
+        # every process must run the same number of teacher forwards; rows without a context make the counts differ.
+        before = self._forward_count
+        out = self._teacher_forwards(contexts, completion_ids, completion_mask)
+        self._match_sharded_forwards(self._forward_count - before, completion_ids.size(0), completion_ids.device)
+        return out
+
+    def _match_sharded_forwards(self, done: int, rows: int, device) -> None:
+        """Under sharded parameters (FSDP, DeepSpeed) with several processes, run 1-token no-grad forwards through the
+        same log-prob function until this process has run as many teacher forwards as ``rows`` rows that all have a
+        context would need (every process holds as many rows, so all reach the same count with no message; a forward's
+        collectives do not depend on its input). ``done``: the forwards run here."""
+        a = self.accelerator
+        if a.num_processes < 2 or a.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            return
+        bs, per = self.args.teacher_batch_size or self.args.per_device_train_batch_size, self.args.logps_batch_rows
+        sizes = [min(bs, rows - start) for start in range(0, rows, bs)]  # the teacher batches of a full pass
+        full = sum(-(-b // per) if per else 1 for b in sizes)  # forwards per batch: length_bucketed's chunks, or 1
+        ids = torch.full((1, 2), self._tokenizer.pad_token_id, dtype=torch.long, device=device)
+        for _ in range(full - done):
+            self._get_per_token_logps_and_entropies(self.model, ids, torch.ones_like(ids), 1, batch_size=1,
+                                                    compute_entropy=True)
+
+    @torch.no_grad()
+    def _teacher_forwards(self, contexts: list[TeacherContext], completion_ids, completion_mask):
+        """``_teacher_pass`` on this process's rows alone (no cross-process matching)."""
         device = completion_ids.device
         B, T = completion_ids.shape
         t_logps = torch.zeros(B, T, device=device)
@@ -386,7 +413,9 @@ class AntiSDTrainer(GRPOTrainer):
         contexts, rewards = self._global_contexts(inputs, stash)
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         token_mask = scored_token_mask(output)  # (B, T)
-        has_ctx = torch.tensor([c.prompt is not None for c in contexts], device=token_mask.device)  # (B,)
+        only_correct = a.token_term_rollouts == "correct"  # guard, docs/method.md Eq. 12
+        has_ctx = torch.tensor([c.prompt is not None and (c.correct or not only_correct) for c in contexts],
+                               device=token_mask.device)  # (B,)
         dump = bool(a.dump_rollouts_every) and self._generation_index % a.dump_rollouts_every == 0
         # The student log-probs are needed now only by a gate on the student's perplexity, a dump,
         # or when the loss will not compute them (old_per_token_logps present means TRL already did).
@@ -443,6 +472,7 @@ class AntiSDTrainer(GRPOTrainer):
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, compute_aux_loss=False, **kwargs):
         def one_pass(ids, mask, k):
+            self._forward_count += 1  # antisd-scaleout (issue 16): counted for _match_sharded_forwards
             if self._use_fast_logprobs(model, compute_aux_loss, kwargs):
                 return self._fast_logps_and_entropies(model, ids, mask, k, batch_size, compute_entropy)
             return super(AntiSDTrainer, self)._get_per_token_logps_and_entropies(

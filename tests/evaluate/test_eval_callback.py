@@ -8,6 +8,7 @@ import antisd.evaluate as ev
 from antisd.evaluate import EvalCallback
 
 
+@pytest.mark.slow
 def test_eval_callback_logs_through_the_trainer(tiny_model_path, tmp_path):
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -27,6 +28,7 @@ def test_eval_callback_logs_through_the_trainer(tiny_model_path, tmp_path):
     assert logged[0]["eval/mean_tokens"] <= 4 and callback.history[0]["step"] == 2
 
 
+@pytest.mark.slow
 def test_eval_callback_unbound_merges_into_the_next_log(tiny_model, tiny_tokenizer):
     from transformers import TrainerControl, TrainerState
 

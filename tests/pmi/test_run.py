@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 import torch
 
 from antisd.pmi import main
@@ -72,6 +73,7 @@ def test_cli_dataset_end_to_end_and_chat_template_error(tiny_model_path, tmp_pat
     assert "has none; give --prompt_format plain" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rescoring_the_trainers_dump_reproduces_its_values(tiny_model_path, tmp_path):
     """The trainer dumps s, t, entropy before its optimizer step: the same weights must give them back."""
     from trainer_helpers import make_trainer
