@@ -11,9 +11,11 @@ median seconds per step and the speed-up over the first variant.
     python benchmarks/toy_step.py --rounds 5 --threads 1
 
 Variants (flags on top of the built-in default):
-    baseline   the toy default as it was: transformers' generate, one full-batch log-prob pass
-    pruned     + generation_prune_finished (antisd.pruned_generation: finished rows leave the batch)
-    fast       + logps_batch_rows 32, teacher_batch_size 32 (length-sorted chunks: less padding)
+    baseline   the main job as it was: transformers' generate, TRL's fused LM head, one full-batch pass
+               for the loss and for the teacher
+    pruned     baseline + generation_prune_finished (antisd.pruned_generation: finished rows leave the batch)
+    fast       the main job now: pruned generation, antisd.logprobs (fast_logprobs), length-sorted
+               chunks of 32 rows for the loss, the student and the teacher passes
     fast+lora  fast, training rank-16 LoRA adapters on every linear layer (recipes/toy/lora.yaml)
 """
 
@@ -24,12 +26,15 @@ import statistics
 import time
 from collections import defaultdict
 
+BASELINE = ["--generation_prune_finished", "false", "--logps_batch_rows", "none", "--teacher_batch_size", "none",
+            "--fast_logprobs", "false"]
+FAST = ["--generation_prune_finished", "true", "--logps_batch_rows", "32", "--teacher_batch_size", "32",
+        "--fast_logprobs", "true"]
 VARIANTS: dict[str, list[str]] = {
-    "baseline": ["--generation_prune_finished", "false"],
-    "pruned": ["--generation_prune_finished", "true"],
-    "fast": ["--generation_prune_finished", "true", "--logps_batch_rows", "32", "--teacher_batch_size", "32"],
-    "fast+lora": ["--generation_prune_finished", "true", "--logps_batch_rows", "32", "--teacher_batch_size", "32",
-                  "--use_peft", "true", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0.0"],
+    "baseline": BASELINE,  # the main job before issue 15: transformers' generate, TRL's head, one full-batch pass
+    "pruned": ["--generation_prune_finished", "true", *BASELINE[2:]],
+    "fast": FAST,  # the main job now (recipes/toy/antisd.yaml; fast_logprobs: auto is true on CPU)
+    "fast+lora": [*FAST, "--use_peft", "true", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0.0"],
 }
 
 
