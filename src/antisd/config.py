@@ -203,6 +203,15 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "None: one pass over the whole batch, as TRL does."},
     )
 
+    # antisd-scaleout (issue 16): TRL's field (default False), unset here so that a bf16/fp16 run of sd/antisd gets the
+    # float32 output layer by default (docs/benchmarks.md, "Precision": a bf16 head more than doubles the noise in u).
+    cast_lm_head_to_fp32: bool | None = field(
+        default=None,
+        metadata={"help": "TRL's option: compute the output layer in float32 on TRL's fused LM head (fast_logprobs "
+                          "does so always). None (default): true for sd/antisd under bf16/fp16, where a half-precision "
+                          "head adds noise to u = t - s (docs/benchmarks.md, Precision), else false (TRL's default)."},
+    )
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise _choice_error("method", self.method, METHODS)
@@ -262,6 +271,8 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                 _PRECISION_LOGGED.append(True)
                 logger.info("Precision: %s (bf16 unset; chosen for this machine; set bf16 to override)",
                             "bf16 mixed precision" if self.bf16 else "float32")
+        if self.cast_lm_head_to_fp32 is None:  # antisd-scaleout (issue 16): the safe output layer for bf16 runs
+            self.cast_lm_head_to_fp32 = bool(self.uses_teacher and (self.bf16 or self.fp16))
         super().__post_init__()
 
     @property

@@ -144,12 +144,29 @@ class AntiSDTrainer(GRPOTrainer):
             self.args.fast_logprobs == "auto" and self.accelerator.device.type == "cpu")
         logger.info("fast_logprobs=%s: per-token log-probs from %s", self.args.fast_logprobs,
                     "antisd.logprobs" if self._fast_logprobs else "TRL's fused LM head")
+        self._warn_half_precision_head()  # antisd-scaleout (issue 16)
         self._delib_ids = deliberation_token_ids(self.processing_class, list(self.args.deliberation_words))
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
         if want is not None and want not in names:
             raise ValueError(f"correctness_reward={want!r} is not a reward function; have {names}")
         self._correct_idx = names.index(want) if want is not None else 0
+
+    def _warn_half_precision_head(self) -> None:
+        """antisd-scaleout (issue 16): warn when u = t - s comes from a half-precision output layer (TRL's fused head
+        without cast_lm_head_to_fp32, under bf16/fp16 or with half-precision weights). Measured on the toy model
+        (benchmarks/precision.py), such a head puts the token term's precision noise at ~3% of its signal, above
+        the 2% line docs/benchmarks.md states; a float32 head brings it to 1.2-1.5%."""
+        a = self.args
+        if not a.uses_teacher or self._fast_logprobs or a.cast_lm_head_to_fp32:
+            return
+        head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
+        dtype = getattr(getattr(head, "weight", None), "dtype", torch.float32)
+        if a.bf16 or a.fp16 or dtype in (torch.bfloat16, torch.float16):
+            logger.warning("The teacher and student log-probs (u = t - s) come from TRL's fused LM head in %s: its "
+                           "rounding puts the token term's noise above 2%% of its signal (docs/benchmarks.md, "
+                           "Precision). Set cast_lm_head_to_fp32=true (the default for sd/antisd under bf16/fp16) or "
+                           "fast_logprobs=true.", "bf16" if (a.bf16 or dtype == torch.bfloat16) else "fp16")
 
     # ------------------------------------------------------------------ TRL hooks
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
