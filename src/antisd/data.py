@@ -63,7 +63,8 @@ class DataConfig:
     dataset_name: str = field(
         metadata={"help": "A local .jsonl/.json (optionally .gz), .parquet or .csv file, a directory of such files, a "
                           "built-in name (dapo_math_17k, math500, gsm8k_test, aime2024, ...: shipped with antisd; "
-                          "toyworld: the toy world's problems) or a hub dataset name."},
+                          "mbpp_train: 594 Python tasks for the code reward; toyworld: the toy world's problems) or a "
+                          "hub dataset name."},
     )
     dataset_config: str | None = field(
         default=None, metadata={"help": "Hub dataset configuration (the `name` of datasets.load_dataset); hub only."},
@@ -81,6 +82,12 @@ class DataConfig:
     id_column: str | None = field(
         default=None,
         metadata={"help": "Column holding a problem id (optional; default: a hash of the problem text)."},
+    )
+    tests_column: str = field(
+        default="tests",
+        metadata={"help": "Code data: column holding each task's tests (a list of assert statements, or "
+                          '{"entry_point", "inputs"} in EvalPlus style; antisd.code.dataset). Its presence makes '
+                          "--reward auto choose the code reward."},
     )
     system_prompt: str | None = field(
         default=DEFAULT_SYSTEM_PROMPT,
@@ -283,7 +290,8 @@ def _describe(value: Any) -> str:
     return f"is a {type(value).__name__} ({str(value)[:40]!r})"
 
 
-def _select(n: int, cfg: DataConfig) -> list[int]:
+def select_rows(n: int, cfg: DataConfig) -> list[int]:
+    """The row indices to use: file order, or shuffled by ``shuffle_seed``; the first ``max_samples``."""
     order = list(range(n))
     if cfg.shuffle_seed is not None:
         random.Random(cfg.shuffle_seed).shuffle(order)
@@ -326,37 +334,62 @@ def map_problems(raw: Rows | datasets.Dataset, cfg: DataConfig) -> datasets.Data
         solutions = [None] * len(problems)
         logger.info("No %r column: solutions are None (the teacher falls back to the answer)", cfg.solution_column)
 
-    rows = _select(len(problems), cfg)
+    rows = select_rows(len(problems), cfg)
     errors: list[str] = []
     out: dict[str, list[Any]] = {"prompt": [], "answer": [], "solution": [], "problem_id": []}
     seen: dict[str, tuple[int, str]] = {}
     for i in rows:
-        rid = _id(ids[i])
-        where = f"row {i}" + (f" (id {rid})" if rid is not None else "")
+        where = row_label(i, ids[i])
         found = row_errors(where, problems[i], answers[i], solutions[i], ids[i], cfg)
         errors.extend(found)
-        if found:
+        pid = None if found else unique_id(i, where, problems[i], ids[i], seen, errors)
+        if pid is None:
             continue
-        pid = rid if rid is not None else text_id(problems[i])
-        if rid is not None and pid in seen:
-            same = "the same problem" if seen[pid][1] == problems[i] else "a different problem"
-            errors.append(f"{where}: id {pid!r} is also row {seen[pid][0]} ({same}); expected unique ids")
-            continue
-        seen.setdefault(pid, (i, problems[i]))
         out["prompt"].append(make_prompt(problems[i], cfg))
         out["answer"].append(_text(answers[i]))
-        out["solution"].append(None if _missing(solutions[i]) or not solutions[i].strip() else solutions[i])
+        out["solution"].append(solution_text(solutions[i]))
         out["problem_id"].append(pid)
+    raise_row_errors(errors, rows, cfg, f"answer_column={cfg.answer_column!r}")
+    return datasets.Dataset.from_dict(out, features=_features(cfg))
+
+
+def row_label(i: int, rid: Any) -> str:
+    """``row i`` or ``row i (id X)``: how error messages name a row."""
+    pid = _id(rid)
+    return f"row {i}" + (f" (id {pid})" if pid is not None else "")
+
+
+def solution_text(value: Any) -> str | None:
+    """A solution cell as text, or None when missing or blank (checked by ``row_errors`` first)."""
+    return None if _missing(value) or not value.strip() else value
+
+
+def unique_id(i: int, where: str, problem: str, rid: Any, seen: dict[str, tuple[int, str]],
+              errors: list[str]) -> str | None:
+    """The problem id of row `i` (the id cell, else ``text_id``), recorded in `seen`; None (and a message
+    appended to `errors`) when an id cell repeats an earlier row's id."""
+    pid = _id(rid)
+    if pid is not None and pid in seen:
+        same = "the same problem" if seen[pid][1] == problem else "a different problem"
+        errors.append(f"{where}: id {pid!r} is also row {seen[pid][0]} ({same}); expected unique ids")
+        return None
+    pid = pid if pid is not None else text_id(problem)
+    seen.setdefault(pid, (i, problem))
+    return pid
+
+
+def raise_row_errors(errors: list[str], rows: list[int], cfg: DataConfig, columns: str) -> None:
+    """One ``DataValidationError`` listing the first ``MAX_LISTED_ERRORS`` of `errors` and their count (or for
+    a selection without rows); nothing when all is well. `columns` names the mapped columns in the message."""
     if errors:
         listed = "; ".join(errors[:MAX_LISTED_ERRORS])
         more = f"; ... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
         raise DataValidationError(
             f"{len(errors)} bad row(s) in {cfg.dataset_name} (problem_column={cfg.problem_column!r}, "
-            f"answer_column={cfg.answer_column!r}): {listed}{more}"
+            f"{columns}): {listed}{more}"
         )
     if not rows:
         raise DataValidationError(f"{cfg.dataset_name} has no rows (split {cfg.dataset_split!r})")
-    return datasets.Dataset.from_dict(out, features=_features(cfg))
 
 
 def _features(cfg: DataConfig) -> datasets.Features:
@@ -365,9 +398,10 @@ def _features(cfg: DataConfig) -> datasets.Features:
     return datasets.Features({"prompt": prompt, "answer": string, "solution": string, "problem_id": string})
 
 
-def load_problems(cfg: DataConfig) -> datasets.Dataset:
-    """Load, map to the canonical columns and validate. See the module docstring."""
-    raw = load_raw(cfg)
+def load_problems(cfg: DataConfig, raw: Rows | datasets.Dataset | None = None) -> datasets.Dataset:
+    """Load (unless the `raw` table of ``load_raw`` is given), map to the canonical columns and validate.
+    See the module docstring."""
+    raw = load_raw(cfg) if raw is None else raw
     ds = map_problems(raw, cfg)
     n_sol = sum(s is not None for s in ds["solution"])
     logger.info("Loaded %d problems from %s (%d with a worked solution, prompt format %s)",

@@ -13,7 +13,9 @@ Assert suites (MBPP): the candidate's run evaluates only the calls of the functi
 and returns their values as plain data; each assertion's check then runs here (``x == literal``,
 ``x``, ``not x``) or, for other shapes, in a second sandbox run that holds the reference program
 and setup code but no candidate code. The reference is run the same way once per suite (cached):
-a reference that fails its own tests makes the suite unusable (`Expected.error`).
+a reference that fails its own tests makes the suite unusable (`Expected.error`). An assert suite
+of a task without a reference (``reference == ""``, user data) is taken as written: nothing to
+verify, and the candidate's time limit is ``min_time_limit_s`` per assertion.
 
 Verdict of a suite: "pass" (every test passed), "fail", "timeout" (a test timed out, or the run was
 killed before the suite finished), "sandbox_error" (the executor failed; not the program's fault).
@@ -168,6 +170,8 @@ def _compute_expected(task: CodeTask, suite: IOSuite | AssertSuite, key: str, ex
     """(Expected, encoded outputs to cache, transient failure: do not cache)."""
     if len(suite) == 0:
         return Expected(key=key, error="the suite has no tests"), None, False
+    if isinstance(suite, AssertSuite) and not task.reference.strip():
+        return Expected(key=key), None, True  # no reference: the assertions are taken as written (nothing cached)
     limits = replace(config.limits, wall_s=task.reference_wall_s)
     if isinstance(suite, AssertSuite):
         result = _run_asserts(task, task.reference, suite, executor, limits)

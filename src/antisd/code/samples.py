@@ -10,6 +10,8 @@ with a one-line, logged reason naming the row (line number) or task:
 - a line that is not a JSON object, a row without a string ``task_id``, or with neither a string
   ``solution`` nor ``completion``;
 - an unknown task id;
+- a row whose integer ``sample_index`` (written by ``antisd eval``) repeats an earlier row's for
+  the same task (a duplicate);
 - a row beyond ``n_samples`` for its task (when ``n_samples`` is given);
 - a task whose reference fails its own tests (unusable: all its rows are skipped);
 - a program the sandbox could not run (sandbox_error: a machine problem, not the program's).
@@ -62,6 +64,7 @@ class SamplesReport:
 def _parse_rows(lines: Iterable[str], known: dict[str, CodeTask],
                 n_samples: int | None) -> tuple[list[tuple[int, CodeTask, str]], list[str], int]:
     rows, skipped, seen = [], [], defaultdict(int)
+    indexed: dict[tuple[str, int], int] = {}
     n_rows = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -86,6 +89,13 @@ def _parse_rows(lines: Iterable[str], known: dict[str, CodeTask],
         else:
             skipped.append(f"line {number}: {row['task_id']} has neither a string 'solution' nor 'completion'")
             continue
+        index = row.get("sample_index")
+        if type(index) is int:
+            if (task.task_id, index) in indexed:
+                skipped.append(f"line {number}: {task.task_id} sample_index {index} repeats line "
+                               f"{indexed[(task.task_id, index)]}")
+                continue
+            indexed[(task.task_id, index)] = number
         seen[task.task_id] += 1
         if n_samples is not None and seen[task.task_id] > n_samples:
             skipped.append(f"line {number}: {task.task_id} sample {seen[task.task_id]} exceeds n_samples={n_samples}")

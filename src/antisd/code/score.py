@@ -10,8 +10,10 @@ create from a multi-threaded trainer; workers import antisd.code only (no torch)
   {task_id: error} for tasks whose reference fails (unusable: score them and you get
   `CodeOutcome.UNUSABLE_TASK`).
 - `score_programs(pairs)` -> [`ProgramResult` | None (unusable task)], in order.
-- `score_completions(tasks, completions, mode)` -> ([`CodeOutcome`], `CodeStats`): extraction,
-  the completion prefix for raw mode, scoring. Rewards are ``outcome is PASSED``.
+- `judge_completions(tasks, completions, mode)` -> [(extraction, `ProgramResult` | None)]:
+  extraction, the completion prefix for raw mode, scoring (``antisd.rewards.CodeReward``).
+- `score_completions(tasks, completions, mode)` -> ([`CodeOutcome`], `CodeStats`). Rewards are
+  ``outcome is PASSED``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from antisd.code.extract import CodeOutcome, CodeStats, extract_code
+from antisd.code.extract import EXTRACTED, CodeOutcome, CodeStats, extract_code
 from antisd.code.harness import HarnessConfig, ProgramResult, UnusableTaskError, check_program, expected_for
 from antisd.code.sandbox import Executor, LocalExecutor
 from antisd.code.tasks import CodeTask
@@ -49,6 +51,16 @@ def _score_one(task: CodeTask, program: str) -> ProgramResult | None:
     except UnusableTaskError as exc:
         logger.warning("%s", exc)
         return None
+
+
+def make_executor(sandbox: str = "auto") -> Executor:
+    """The executor a ``code_sandbox`` setting names: "auto", "bwrap" or "none" (`LocalExecutor` isolation), or
+    the http(s) URL of a Sandbox Fusion service (`SandboxFusionExecutor`)."""
+    if sandbox.startswith(("http://", "https://")):
+        from antisd.code.fusion import SandboxFusionExecutor
+
+        return SandboxFusionExecutor(sandbox)
+    return LocalExecutor(sandbox)
 
 
 def default_workers() -> int:
@@ -108,33 +120,39 @@ class CodeScorer:
         self.prepare([task for task, _ in pairs])
         return self._map(_score_one, [task for task, _ in pairs], [program for _, program in pairs])
 
-    def score_completions(self, tasks: Sequence[CodeTask], completions: Sequence[str], *, mode: str = "fenced",
-                          plus: bool = True) -> tuple[list[CodeOutcome], CodeStats]:
+    def judge_completions(self, tasks: Sequence[CodeTask], completions: Sequence[str], *,
+                          mode: str = "fenced") -> list[tuple[str, ProgramResult | None]]:
         """Extract, build programs (raw mode: `task.completion_prefix` + completion), score.
 
-        Returns one `CodeOutcome` per completion and their `CodeStats`; a reward is
-        ``1.0 if outcome is CodeOutcome.PASSED else 0.0``.
+        Returns (how, result) per completion: how is ``"extracted"`` with the program's
+        `ProgramResult` (None: unusable task), or the extraction failure (a `CodeOutcome` value:
+        no_code, empty, unclosed_fence) with None.
         """
         if len(tasks) != len(completions):
             raise ValueError(f"got {len(completions)} completions but {len(tasks)} tasks; they must pair up")
-        outcomes: list[CodeOutcome | None] = []
+        judged: list[tuple[str, ProgramResult | None]] = []
         pairs, slots = [], []
         for index, (task, completion) in enumerate(zip(tasks, completions)):
             code, how = extract_code(completion, mode)
-            if code is None:
-                outcomes.append(CodeOutcome(how))
-                continue
-            outcomes.append(None)
-            pairs.append((task, task.completion_prefix + code if mode == "raw" else code))
-            slots.append(index)
+            judged.append((how, None))
+            if code is not None:
+                pairs.append((task, task.completion_prefix + code if mode == "raw" else code))
+                slots.append(index)
         for index, result in zip(slots, self.score_programs(pairs)):
-            outcomes[index] = outcome_of(result, plus=plus)
+            judged[index] = (EXTRACTED, result)
+        return judged
+
+    def score_completions(self, tasks: Sequence[CodeTask], completions: Sequence[str], *, mode: str = "fenced",
+                          plus: bool = True) -> tuple[list[CodeOutcome], CodeStats]:
+        """`judge_completions` as one `CodeOutcome` per completion and their `CodeStats`; a reward is
+        ``1.0 if outcome is CodeOutcome.PASSED else 0.0``."""
         stats = CodeStats()
-        extracted = set(slots)
-        final = [outcome for outcome in outcomes if outcome is not None]
-        for index, outcome in enumerate(final):
-            stats.record(outcome, index in extracted)
-        return final, stats
+        outcomes = []
+        for how, result in self.judge_completions(tasks, completions, mode=mode):
+            outcome = outcome_of(result, plus=plus) if how == EXTRACTED else CodeOutcome(how)
+            stats.record(outcome, how == EXTRACTED)
+            outcomes.append(outcome)
+        return outcomes, stats
 
     def close(self) -> None:
         if self._pool is not None:
