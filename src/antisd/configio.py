@@ -426,13 +426,39 @@ class ModelArgs:
 
 @dataclass
 class RewardArgs:
-    """The verifier reward (antisd.rewards.MathReward)."""
+    """The verifier reward: maths (antisd.rewards.MathReward) or code execution (antisd.rewards.CodeReward)."""
 
+    reward: Literal["auto", "math", "code"] = field(default="auto", metadata={
+        "help": "math: math-verify on the answer column; code: each completion's program run against the tests column "
+                "(docs/code.md); auto: code when the data has the tests column or is mbpp_train, else math.",
+        "choices": ["auto", "math", "code"]})
     reward_format_strict: bool = field(
         default=False,
         metadata={"help": "Also require the strict answer format (one \\boxed{} that ends the response; "
                           "antisd.rewards.is_strict_format), else a correct answer in another format scores 0."},
     )
+    code_reward_fraction: bool = field(default=False, metadata={
+        "help": "Code: reward the share of tests passed instead of 1.0 only when all pass (a rollout is then correct, "
+                "for the teacher's context, only at 1.0: correct_threshold 0.5 becomes 1.0)."})
+    code_extraction: Literal["auto", "fenced", "raw"] = field(default="auto", metadata={
+        "help": "Code: fenced (the last ```python block), raw (the prompt + the completion, for completion-style "
+                "plain prompts); auto: fenced for chat prompts, raw for plain ones.", "choices": ["auto", "fenced", "raw"]})
+    code_sandbox: str = field(default="auto", metadata={
+        "help": "Code: where programs run: auto (bubblewrap when it works, else a logged fallback), bwrap (required), "
+                "none (process limits only), or the http(s) URL of a Sandbox Fusion service."})
+    code_workers: int | None = field(default=None, metadata={
+        "help": "Code: sandbox worker processes per training process (default: this machine's CPUs / local processes)."})
+
+    def __post_init__(self) -> None:
+        checks = {"reward": (self.reward, ("auto", "math", "code")),
+                  "code_extraction": (self.code_extraction, ("auto", "fenced", "raw"))}
+        for name, (value, valid) in checks.items():
+            if value not in valid:
+                raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
+        if self.code_sandbox not in ("auto", "bwrap", "none") and not self.code_sandbox.startswith(("http://", "https://")):
+            raise ValueError(f"code_sandbox={self.code_sandbox!r}: expected auto, bwrap, none or a Sandbox Fusion URL")
+        if self.code_workers is not None and self.code_workers < 0:
+            raise ValueError(f"code_workers={self.code_workers} must be >= 0 (0: score in the training process)")
 
 
 def dataclass_types() -> list[type]:

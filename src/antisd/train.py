@@ -1,9 +1,12 @@
 """The training run of ``antisd train``: problems, tokenizer, model, ``AntiSDTrainer``, report.
 
 ``run_train`` takes the four dataclasses of ``antisd.configio.build_train_args`` (or ones built
-in Python), resolves the built-in names (``antisd.builtin``), logs the effective prompt format,
-teacher template and context sources first, then checks the model and the data
-(``antisd.validate``, ``antisd.data``): a bad model path, tokenizer or data file raises
+in Python), resolves the built-in names (``antisd.builtin``), reads and validates the data
+(``antisd.data``; code data: ``antisd.code.dataset``), chooses the reward (``RewardArgs.reward``:
+math or code; auto: code when the data has the tests column or is ``mbpp_train``), logs the
+effective prompt format, teacher template, context sources and reward first, then prepares the
+code tasks (expected outputs computed once; tasks whose reference fails their tests are dropped and
+logged) and checks the model (``antisd.validate``): a bad model path, tokenizer or data file raises
 ``InputError`` (one line) before anything is written. With ``run_inputs`` it then writes
 ``<output_dir>/antisd_run.yaml``, trains, saves the final model to ``output_dir`` and writes
 ``report.md`` with the curves (``antisd.report``); on the toy world the report also gets the
@@ -38,8 +41,9 @@ def _resume_arg(value: str | None, output_dir: str) -> str | bool | None:
     return value
 
 
-def log_effective_settings(data_cfg, config) -> None:
-    """The first log lines of a run: what the prompts and the teacher's prompts will look like."""
+def log_effective_settings(data_cfg, config, reward: str | None = None) -> None:
+    """The first log lines of a run: what the prompts and the teacher's prompts will look like, the
+    method, and (`reward`: a description) the reward."""
     context = config.context_config
     system = f", system prompt {data_cfg.system_prompt!r}" if data_cfg.prompt_format == "chat" else ""
     logger.info("Prompt format: %s%s", data_cfg.prompt_format, system)
@@ -48,6 +52,83 @@ def log_effective_settings(data_cfg, config) -> None:
                     ", ".join(context.sources), context.answer_template)
     logger.info("Method %s (token signal %s, gate %s); output in %s",
                 config.method, config.token_signal, config.gate, config.output_dir)
+    if reward is not None:
+        logger.info("Reward: %s", reward)
+
+
+def choose_reward(data_cfg, reward_args: RewardArgs, columns: list[str]) -> tuple[str, str]:
+    """("math" | "code", why): ``--reward`` when set, else code for a built-in code dataset or data with
+    the tests column, else math."""
+    from antisd.code.dataset import is_code_builtin
+
+    if reward_args.reward != "auto":
+        return reward_args.reward, f"reward={reward_args.reward}"
+    if is_code_builtin(data_cfg.dataset_name):
+        return "code", f"auto: {data_cfg.dataset_name} is a built-in code dataset"
+    if data_cfg.tests_column in columns:
+        return "code", f"auto: the data has a {data_cfg.tests_column!r} column"
+    return "math", f"auto: the data has no {data_cfg.tests_column!r} column"
+
+
+def load_training_data(data_cfg, reward_args: RewardArgs):
+    """(dataset, effective DataConfig, "math" | "code", why) from a data config: built-in names resolved,
+    the source read once, the reward chosen (``choose_reward``), the rows mapped and validated."""
+    from antisd.builtin import resolve_dataset
+    from antisd.code.dataset import code_prompt_config, load_code_raw, map_code_problems
+    from antisd.data import load_problems
+
+    raw, data_cfg = load_code_raw(resolve_dataset(data_cfg))
+    kind, why = choose_reward(data_cfg, reward_args, raw.column_names)
+    if kind == "code":
+        data_cfg = code_prompt_config(data_cfg)
+        return map_code_problems(raw, data_cfg), data_cfg, kind, why
+    return load_problems(data_cfg, raw), data_cfg, kind, why
+
+
+def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
+    """(reward function, dataset): ``MathReward``, or a ``CodeReward`` whose tasks are prepared here (expected
+    outputs computed once); rows whose reference fails its own tests are dropped, counted and logged. With
+    ``code_reward_fraction`` a ``correct_threshold`` below 1.0 is raised to 1.0 (logged)."""
+    from antisd.code.score import make_executor
+    from antisd.rewards import CodeReward, MathReward
+
+    if kind == "math":
+        return MathReward(format_strict=reward_args.reward_format_strict), dataset
+    if reward_args.reward_format_strict:
+        logger.warning("reward_format_strict applies to the maths reward only; the code reward ignores it")
+    mode = reward_args.code_extraction
+    mode = mode if mode != "auto" else ("raw" if data_cfg.prompt_format == "plain" else "fenced")
+    reward = CodeReward(fraction=reward_args.code_reward_fraction, mode=mode,
+                        executor=make_executor(reward_args.code_sandbox), workers=reward_args.code_workers)
+    try:
+        unusable = reward.prepare(dataset["tests"], dataset["problem_id"])
+    except RuntimeError as e:  # isolation=bwrap without a working bubblewrap
+        raise InputError(f"code_sandbox={reward_args.code_sandbox!r}: {one_line(e)}") from None
+    if unusable:
+        listed = ", ".join(f"{pid} ({one_line(why)[:120]})" for pid, why in list(unusable.items())[:5])
+        logger.warning("%d of %d code tasks are skipped: their reference solution fails their own tests or they have "
+                       "no tests: %s%s", len(unusable), len(dataset), listed, " ..." if len(unusable) > 5 else "")
+        if len(unusable) == len(dataset):
+            raise InputError(f"dataset_name={data_cfg.dataset_name!r}: every code task is unusable (its reference "
+                             f"fails its own tests), e.g. {listed}")
+        dataset = dataset.select([i for i, pid in enumerate(dataset["problem_id"]) if pid not in unusable])
+    if reward_args.code_reward_fraction and config.correct_threshold < 1.0:
+        logger.info("correct_threshold %s -> 1.0: with code_reward_fraction only a rollout that passes every test "
+                    "is correct (a sibling solution for the teacher)", config.correct_threshold)
+        config.correct_threshold = 1.0
+    return reward, dataset
+
+
+def reward_description(kind: str, why: str, reward_args: RewardArgs, config) -> str:
+    """The ``Reward:`` log line."""
+    if kind == "math":
+        return f"math ({why}): math-verify on the answer column{', strict format' if reward_args.reward_format_strict else ''}"
+    value = "the share of tests passed" if reward_args.code_reward_fraction else "1.0 when every test passes, else 0.0"
+    sources = config.context_config.sources
+    note = ("; the teacher's answer source never fires on code (no answer column): sibling, then the reference "
+            "solution" if config.uses_teacher and "answer" in sources else "")
+    return (f"code ({why}): {value}; extraction {reward_args.code_extraction}, sandbox {reward_args.code_sandbox}"
+            f"{note}")
 
 
 def _load_checked(what: str, name: str, load, *args, **kwargs):
@@ -73,18 +154,18 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     """
     from transformers import AutoModelForCausalLM
 
-    from antisd.builtin import is_toy_model, resolve_dataset, resolve_model
-    from antisd.data import check_prompt_format, load_problems
+    from antisd.builtin import is_toy_model, resolve_model
+    from antisd.data import check_prompt_format
     from antisd.report import log_final_step_callback
-    from antisd.rewards import MathReward
     from antisd.sampling import load_tokenizer, torch_dtype
     from antisd.trainer import AntiSDTrainer
 
     reward_args = reward_args or RewardArgs()
     toy = is_toy_model(model_args.model_name_or_path)
-    log_effective_settings(data_cfg, config)
+    dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
+    log_effective_settings(data_cfg, config, reward_description(kind, why, reward_args, config))
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
-    dataset = load_problems(resolve_dataset(data_cfg))  # validated before anything big loads
+    reward, dataset = make_reward(kind, reward_args, data_cfg, config, dataset)
     model_args = resolve_model(model_args)
     name = model_args.model_name_or_path
     check_model(name)
@@ -103,7 +184,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         logger.info("Run settings written to %s", save_train_inputs(run_inputs, config.output_dir))
     trainer = AntiSDTrainer(
         model=model,
-        reward_funcs=[MathReward(format_strict=reward_args.reward_format_strict)],
+        reward_funcs=[reward],
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -116,7 +197,11 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         logger.info("LoRA: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total)
     logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
                 config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if hasattr(reward, "close"):
+            reward.close()  # the code sandbox's worker processes
     trainer.save_model(config.output_dir)
     logger.info("Saved the final model to %s", config.output_dir)
     if report and trainer.is_world_process_zero():
