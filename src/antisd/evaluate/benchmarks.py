@@ -5,6 +5,10 @@ provenance in ``antisd/resources/data/SOURCES.md``), offline and from any folder
 ``data_dir`` (``$ANTISD_DATA_DIR``) holds a file of the same name (``aime2024.jsonl`` or
 ``.jsonl.gz``). The hub datasets the presets were built from stay reachable as
 ``NAME=HUB_NAME?like=PRESET`` (the preset's hub columns).
+
+The code presets ``humaneval_plus`` and ``mbpp_plus`` (``CODE_PRESETS``; ``kind="code"``) read the
+EvalPlus data shipped with antisd (``antisd.code.data``) and are run by ``antisd.evaluate.code``;
+their only option is ``k`` (``mbpp_plus?k=4``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Benchmark:
     solution_column: str | None = "solution"
     answer_format: Literal["plain", "gsm8k"] = "plain"  # gsm8k: the answer is the text after "####"
     k: int = 4  # samples per problem unless EvalConfig.n_samples says otherwise
+    kind: Literal["math", "code"] = "math"  # code: a CODE_PRESETS benchmark, scored by running programs
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ PRESETS: dict[str, Preset] = {
                               solution_column="answer", answer_format="gsm8k", k=4), "gsm8k_test"),
 }
 
+CODE_PRESETS: dict[str, Benchmark] = {
+    name: Benchmark(name, name, "train", id_column="task_id", solution_column=None, k=10, kind="code")
+    for name in ("humaneval_plus", "mbpp_plus")
+}
+"""EvalPlus's HumanEval+ and MBPP+ (antisd.code.data; pass@1 and pass@k, base and base+plus tests)."""
+
 _SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_column",
               "solution": "solution_column", "split": "split", "config": "config", "k": "k",
               "answer_format": "answer_format", "like": None}
@@ -75,7 +86,7 @@ _SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_
 
 def _preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise EvalError(f"benchmark {name!r} is not a preset; presets: {sorted(PRESETS)} "
+        raise EvalError(f"benchmark {name!r} is not a preset; presets: {sorted(PRESETS)}, code: {sorted(CODE_PRESETS)} "
                         "(other data: NAME=PATH_OR_HUB_NAME?problem=COL&answer=COL)")
     return PRESETS[name]
 
@@ -108,6 +119,8 @@ def parse_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     name, eq, source = (s.strip() for s in head.partition("="))
     if not _NAME_RE.match(name):
         raise EvalError(f"benchmark {spec!r}: the name {name!r} must match [A-Za-z0-9._-]+ (it names result files)")
+    if not eq and name in CODE_PRESETS:
+        return _code_preset(spec, name, opts)
     if not eq:
         bench = preset_benchmark(name, data_dir)
     elif not source:
@@ -131,6 +144,18 @@ def parse_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
         else:
             changes[_SPEC_KEYS[key]] = value or None
     return dataclasses.replace(bench, **changes)
+
+
+def _code_preset(spec: str, name: str, opts: dict[str, str]) -> Benchmark:
+    """A code preset with its ``k`` option (the only one it takes)."""
+    if set(opts) - {"k"}:
+        raise EvalError(f"benchmark {spec!r}: the code preset {name} takes only k=N (got {sorted(opts)})")
+    bench = CODE_PRESETS[name]
+    if "k" in opts:
+        if not opts["k"].isdigit() or int(opts["k"]) < 1:
+            raise EvalError(f"benchmark {spec!r}: k={opts['k']!r} must be a positive integer")
+        bench = dataclasses.replace(bench, k=int(opts["k"]))
+    return bench
 
 
 def gsm8k_final_answer(text: Any) -> str | None:

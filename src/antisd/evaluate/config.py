@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 from antisd.configio import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
 from antisd.data import DEFAULT_SYSTEM_PROMPT
-from antisd.evaluate.benchmarks import DATA_DIR_ENV, PAPER_BENCHMARKS, PRESETS, Benchmark, EvalError, parse_benchmark
+from antisd.evaluate.benchmarks import (
+    CODE_PRESETS,
+    DATA_DIR_ENV,
+    PAPER_BENCHMARKS,
+    PRESETS,
+    Benchmark,
+    EvalError,
+    parse_benchmark,
+)
 from antisd.validate import InputError, check_model
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
@@ -37,8 +45,9 @@ class EvalConfig:
         "Model paths or hub names; LABEL=PATH names a model in the results (default label: the last path "
         "part, parent_checkpoint-N for checkpoints).", aliases=["--model"], metavar="MODEL"))
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS), metadata=_help(
-        f"Preset names ({', '.join(PRESETS)}) or NAME=FILE_OR_HUB_NAME?problem=COL&answer=COL&id=COL&split=S"
-        "&config=C&k=N&like=PRESET. Default: the paper's five.", aliases=["--benchmark"], metavar="BENCHMARK"))
+        f"Preset names ({', '.join(PRESETS)}; code: {', '.join(CODE_PRESETS)}) or NAME=FILE_OR_HUB_NAME?problem=COL"
+        "&answer=COL&id=COL&split=S&config=C&k=N&like=PRESET. Default: the paper's five.", aliases=["--benchmark"],
+        metavar="BENCHMARK"))
     n_samples: int | None = field(default=None, metadata=_help(
         "k, samples per problem for every benchmark (default: the benchmark's own, 32 for AIME/HMMT, "
         "4 for Minerva/MATH-500/GSM8K and custom files).", aliases=["--k", "-k"]))
@@ -76,6 +85,14 @@ class EvalConfig:
         "Re-score every samples/*.jsonl in output_dir with the current verifier and rewrite the summary; "
         "no generation, no models needed."))
     verify_timeout_s: float = field(default=5.0, metadata=_help("math-verify time budget per sample, seconds."))
+    samples: str | None = field(default=None, metadata=_help(
+        "Code: score this EvalPlus samples file (JSONL of task_id with solution or completion) on the one code "
+        "benchmark given (humaneval_plus or mbpp_plus) instead of generating; no models needed."))
+    code_sandbox: str = field(default="auto", metadata=_help(
+        "Code: where programs run: auto (bubblewrap when it works, else a logged fallback), bwrap, none, or the "
+        "http(s) URL of a Sandbox Fusion service."))
+    code_workers: int | None = field(default=None, metadata=_help(
+        "Code: sandbox worker processes (default: this machine's CPUs)."))
     plot: bool = field(default=True, metadata=_help("Write pass_at_k.png."))
     show_progress: bool = field(default=True, metadata=_help("Show a progress bar with an ETA."))
     trust_remote_code: bool = field(default=False, metadata=_help("Allow model/tokenizer code from the hub."))
@@ -102,7 +119,13 @@ class EvalConfig:
             (self.prompt_format in ("chat", "plain"), f"prompt_format={self.prompt_format!r}; choose chat or plain"),
             (self.dtype in ("auto", "bfloat16", "float16", "float32"),
              f"dtype={self.dtype!r}; choose one of ['auto', 'bfloat16', 'float16', 'float32']"),
-            (self.rescore or bool(self.models), "models is empty; give at least one model path or hub name"),
+            (self.rescore or bool(self.samples) or bool(self.models),
+             "models is empty; give at least one model path or hub name"),
+            (not (self.samples and self.models), "give --samples FILE (score a samples file) or --models (generate), "
+                                                 "not both"),
+            (self.code_workers is None or self.code_workers >= 0, f"code_workers={self.code_workers} must be >= 0"),
+            (self.code_sandbox in ("auto", "bwrap", "none") or self.code_sandbox.startswith(("http://", "https://")),
+             f"code_sandbox={self.code_sandbox!r}: expected auto, bwrap, none or a Sandbox Fusion URL"),
             (bool(self.benchmarks) or self.rescore, "benchmarks is empty; give preset names or NAME=PATH specs"),
         ]
         for ok, message in checks:
@@ -110,7 +133,12 @@ class EvalConfig:
                 raise ValueError(message)
         if not self.rescore:
             self.model_specs()
-            self.benchmark_specs()
+            benches = self.benchmark_specs()
+            if self.samples is not None and (len(benches) != 1 or benches[0].kind != "code"):
+                raise ValueError(f"samples={self.samples!r} is scored on one code benchmark; give --benchmarks "
+                                 f"{' or '.join(CODE_PRESETS)} alone (got {self.benchmarks})")
+            if self.samples is not None and not Path(self.samples).expanduser().is_file():
+                raise ValueError(f"samples={self.samples!r}: no such file")
         if self.temperature == 0:
             logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from antisd.data import DataConfig, DataError, load_raw
 from antisd.evaluate.benchmarks import Benchmark, EvalError, load_benchmark
+from antisd.evaluate.code import is_code_benchmark, run_code_benchmarks, score_samples_file
 from antisd.evaluate.config import EvalConfig, parse_args
 from antisd.evaluate.generation import (
     load_tokenizer,
@@ -133,9 +134,13 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
     """Evaluate every model on every benchmark (resuming finished problems); write and return the summary."""
     if cfg.rescore:
         return _finish(summarize(score_results(cfg.output_dir, timeout_s=cfg.verify_timeout_s)), cfg, {})
+    if cfg.samples:  # an EvalPlus samples file on a code preset (antisd.evaluate.code)
+        rows, files = score_samples_file(cfg, cfg.benchmark_specs()[0])
+        return _finish(rows, cfg, files)
     backend = resolve_backend(cfg.backend)
     batch_size = cfg.batch_size or (4096 if backend == "vllm" else 64)
-    benches = [resolve_id_column(b) for b in cfg.benchmark_specs()]
+    code_benches = [b for b in cfg.benchmark_specs() if is_code_benchmark(b)]
+    benches = [resolve_id_column(b) for b in cfg.benchmark_specs() if not is_code_benchmark(b)]
     data = {b.name: distinct_problem_ids([dict(r) for r in load_benchmark(
         b, limit=cfg.limit, prompt_format=cfg.prompt_format, system_prompt=cfg.system_prompt)], b) for b in benches}
     files: dict[str, Path] = {}
@@ -159,7 +164,8 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
             finished = complete_problems(read_records(paths[b.name]), cfg.samples_for(b))
             records.extend(r for pid, rows in finished.items() if pid in wanted for r in rows)
             files[f"samples:{label}:{b.name}"] = paths[b.name]
-    return _finish(summarize(records), cfg, files)
+    code_rows, code_files = run_code_benchmarks(cfg, code_benches, backend, batch_size)
+    return _finish(summarize(records) + code_rows, cfg, {**files, **code_files})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
