@@ -367,14 +367,65 @@ def build_trainers(args, length: int, workdir: Path, rec: Recorder) -> dict[str,
     return trainers
 
 
+def build_sdpo(args, length: int, workdir: Path, rec: Recorder, dataset, tok):
+    """TRL's SDPOTrainer (trl.experimental.sdpo, its defaults: sampled-token reverse KL against an EMA teacher
+    copy re-prompted with a successful rollout of the group) on the same model, data, lengths and reward. Its
+    teacher context is a successful sibling of L tokens, the size of AntiSD's dataset solution here."""
+    from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
+
+    cfg = SDPOConfig(
+        output_dir=str(workdir / "SDPO"), bf16=False, report_to=[], max_steps=args.warmup + args.steps,
+        seed=args.seed, per_device_train_batch_size=args.prompts * args.generations, num_generations=args.generations,
+        max_completion_length=length, logging_steps=1, gradient_checkpointing=False, save_strategy="no",
+        learning_rate=1e-5, temperature=1.0, top_k=0, top_p=1.0, beta=0.0, dataloader_num_workers=0,
+        disable_tqdm=True, dataloader_pin_memory=False, success_reward_threshold=1.0,
+        generation_kwargs={"min_new_tokens": length} if args.generation == "model" else None,
+    )
+    model = AutoModelForCausalLM.from_pretrained(workdir / "model")
+    tr = SDPOTrainer(model=model, reward_funcs=[parity_reward], args=cfg, train_dataset=dataset, processing_class=tok)
+    tr.remove_callback(PrinterCallback)
+    if args.generation == "synthetic":
+        standin = synthetic_generation(tok, length, args.seed)
+        tr._generate = lambda prompt_ids: (prompt_ids, standin(prompt_ids, None, None, None)[0])
+    wrap_timed(tr, "SDPO", rec, "_generate", "generate")
+    return tr
+
+
+def state_bytes(trainer) -> int:
+    """Bytes of what a trainer keeps between steps: its model's parameters and gradients, the optimizer's
+    state and, for SDPO, the teacher copy (each storage counted once)."""
+    seen: dict[int, int] = {}
+
+    def add(t):
+        if isinstance(t, torch.Tensor):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+
+    for p in trainer.model.parameters():
+        add(p)
+        add(p.grad)
+    teacher = getattr(trainer, "teacher_model", None)
+    if teacher is not None and teacher is not trainer.model:
+        for p in teacher.parameters():
+            add(p)
+    if trainer.optimizer is not None:
+        for st in trainer.optimizer.state.values():
+            for v in st.values():
+                add(v)
+    return sum(seen.values())
+
+
 def run_length(args, length: int, workdir: Path, meter: PeakMeter) -> dict:
     rec = Recorder(meter)
     make_tiny_checkpoint(workdir / "model", vocab_size=args.vocab_size, hidden_size=args.hidden_size,
                          num_layers=args.num_layers, seed=args.seed)
     trainers = build_trainers(args, length, workdir, rec)
-    batons = {who: Baton(who, rec) for who in TRAINERS}
+    names = TRAINERS + (("SDPO",) if args.with_sdpo else ())
+    if args.with_sdpo:
+        grpo = trainers["GRPO"]
+        trainers["SDPO"] = build_sdpo(args, length, workdir, rec, grpo.train_dataset, grpo.processing_class)
+    batons = {who: Baton(who, rec) for who in names}
     threads = {}
-    for who in TRAINERS:  # one at a time: set-up runs until the first step, then parks
+    for who in names:  # one at a time: set-up runs until the first step, then parks
         trainers[who].add_callback(batons[who])
         threads[who] = threading.Thread(target=batons[who].run, args=(trainers[who],), daemon=True)
         threads[who].start()
@@ -382,7 +433,7 @@ def run_length(args, length: int, workdir: Path, meter: PeakMeter) -> dict:
     load_before = os.getloadavg()
     tokens = 0
     for step in range(args.warmup + args.steps):
-        order = TRAINERS if step % 2 == 0 else TRAINERS[::-1]
+        order = names if step % 2 == 0 else names[::-1]
         for who in order:
             batons[who].turn()
             print(f"  L={length} step {step + 1}/{args.warmup + args.steps} {who}: "
@@ -393,12 +444,13 @@ def run_length(args, length: int, workdir: Path, meter: PeakMeter) -> dict:
         prefix_forward(trainers["AntiSD"], tb, rec)
         rec.current["floor"]["teacher_tokens"] = tb.real_tokens
         tokens = tb.completion_tokens
-    for who in TRAINERS:
+    state = {who: state_bytes(tr) for who, tr in trainers.items()}  # after the last step: optimizer state exists
+    for who in names:
         batons[who].parked.wait()
         batons[who].go.set()  # release a thread parked past max_steps, if any
         threads[who].join(timeout=60)
     return {"length": length, "steps": {k: v[args.warmup:] for k, v in rec.steps.items()},
-            "load": (load_before, os.getloadavg()), "tokens": tokens}
+            "load": (load_before, os.getloadavg()), "tokens": tokens, "state": state}
 
 
 # ------------------------------------------------------------------------------------ report
@@ -452,7 +504,21 @@ def summarise(res: dict, vocab: int) -> dict:
         "padding": 1 - sum(col(raw_a, "teacher_real")) / max(1.0, sum(col(raw_a, "teacher_positions"))),
         "passes": (med(col(raw_g, "logprob_passes")), med(col(raw_a, "logprob_passes"))),
         "student_passes": sum(col(raw_a, "student_passes")),
+        "state": res["state"], "antisd_extra": max(extra(raw_a, "step")),
+        "sdpo": sdpo_summary(res["steps"]["SDPO"], raw_a, res["state"]) if "SDPO" in res["steps"] else None,
     }
+
+
+def sdpo_summary(raw_s: list[dict], raw_a: list[dict], state: dict[str, int]) -> dict:
+    """SDPO's step and generation times, its peak in the step (above the step's start), and the memory each trainer
+    needs: what it keeps between steps (``state_bytes``) + its largest in-step peak above the step's start."""
+    extra = lambda steps: max(p - s0 for p, s0 in zip(col(steps, "step_mem_peak"), col(steps, "step_mem_start")))
+    step, gen = col(raw_s, "step"), col(raw_s, "generate")
+    a_step = col(raw_a, "step")
+    return {"step": step, "generate": gen, "no_gen": [x - y for x, y in zip(step, gen)],
+            "peak": max(col(raw_s, "step_mem_peak")), "extra": extra(raw_s),
+            "need": state["SDPO"] + extra(raw_s), "antisd_need": state["AntiSD"] + extra(raw_a),
+            "r_step": paired(a_step, step)}
 
 
 def print_table(s: dict, args) -> None:
@@ -477,6 +543,15 @@ def print_table(s: dict, args) -> None:
     print(f"paired ratios (median over steps): AntiSD/GRPO {s['r_plain']:.3f}, floor/GRPO {s['r_floor_grpo']:.3f}, "
           f"AntiSD/floor {s['r_floor']:.3f}; without generation: AntiSD/GRPO {s['r_plain_nogen']:.3f}, "
           f"AntiSD/floor {s['r_floor_nogen']:.3f}")
+    if s["sdpo"] is not None:
+        d = s["sdpo"]
+        print(f"| SDPO (trl.experimental.sdpo) | step {fmt(d['step'])} s | generation {fmt(d['generate'])} s | "
+              f"without generation {fmt(d['no_gen'])} s | peak in the step {d['peak'] / GIB:.2f} GiB "
+              f"(+{d['extra'] / 2**20:.0f} MiB) |")
+        print(f"memory each trainer needs (kept between steps + its in-step peak above the step's start): "
+              f"GRPO {(s['state']['GRPO'] + s['grpo_extra']) / GIB:.2f} GiB, AntiSD {d['antisd_need'] / GIB:.2f} GiB, "
+              f"SDPO {d['need'] / GIB:.2f} GiB (kept: GRPO {s['state']['GRPO'] / 2**20:.0f} MiB, AntiSD "
+              f"{s['state']['AntiSD'] / 2**20:.0f} MiB, SDPO {s['state']['SDPO'] / 2**20:.0f} MiB with its teacher copy)")
     saving = (1 - 1 / args.generations) * med(s["prefix"])
     print(f"teacher padding: {100 * s['padding']:.1f}% of teacher positions. Shared prefix: the teacher prompts "
           f"alone cost {med(s['prefix']):.2f} s of the {s['floor_fwd_med']:.2f} s forward, so computing each "
@@ -504,6 +579,15 @@ def verdicts(summaries: list[dict], ratio_length: int) -> list[str]:
         r = s["teacher_peak"] / s["grpo_peak"]
         lines.append(f"{'PASS' if r <= 1.10 else 'FAIL'} L={s['L']}: teacher-pass peak <= 1.10 x GRPO step peak: "
                      f"{r:.3f} ({s['teacher_peak'] / GIB:.2f} GiB against {s['grpo_peak'] / GIB:.2f} GiB)")
+    for s in summaries:
+        if s["sdpo"] is None:
+            continue
+        d = s["sdpo"]
+        r_mem = d["antisd_need"] / d["need"]
+        lines.append(f"{'PASS' if r_mem <= 1 / 3 else 'FAIL'} L={s['L']}: AntiSD memory <= 1/3 of SDPO's: {r_mem:.3f} "
+                     f"({d['antisd_need'] / GIB:.2f} GiB against {d['need'] / GIB:.2f} GiB)")
+        lines.append(f"{'PASS' if d['r_step'] <= 1.0 else 'FAIL'} L={s['L']}: AntiSD step <= SDPO step: "
+                     f"{d['r_step']:.3f} (AntiSD {s['antisd_step']:.2f} s, SDPO {med(d['step']):.2f} s)")
     if len(summaries) < 2:
         return [*lines, "SKIP teacher memory linear in tokens: needs two lengths"]
     lo, hi = min(summaries, key=lambda s: s["L"]), max(summaries, key=lambda s: s["L"])
@@ -543,6 +627,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared 2-core machine two threads make every small op\n"
                         "wait for a descheduled partner; 0 keeps torch's default)")
+    p.add_argument("--with-sdpo", action="store_true",
+                   help="also run TRL's SDPOTrainer (trl.experimental.sdpo, its defaults) in the same turn-taking:\n"
+                        "step time and memory against AntiSD (goal: AntiSD memory <= 1/3 of SDPO's, step time <=)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
