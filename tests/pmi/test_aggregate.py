@@ -66,3 +66,32 @@ def test_bootstrap_deterministic_and_contains_mean():
     d = {r["class"]: r for r in t1.classes}["deliberation"]
     assert d["ci_low"] <= d["mean_u"] <= d["ci_high"]
     assert all(math.isnan(x) for x in bootstrap_ci([], [], n_boot=10))
+
+
+def test_entropy_split_against_a_direct_computation():
+    """Quintiles and fork (top 20%) vs rest of u and -phi(u) by student entropy, checked by brute force."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(3)
+    recs, all_u, all_h = [], [], []
+    for i in range(12):
+        n = 5 + i
+        s = (-torch.rand(n, generator=g) * 3).tolist()
+        t = (-torch.rand(n, generator=g) * 3).tolist()
+        h = (torch.rand(n, generator=g) * 2).tolist()
+        recs.append(PMIRecord(f"r{i}", list(range(n)), ["x"] * n, s, t, student_entropy=h))
+        all_u += [b - a for a, b in zip(s, t)]
+        all_h += h
+    recs.append(PMIRecord("no-entropy", [0], ["x"], [-1.0], [-2.0]))  # left out of the split
+    rows = {r["group"]: r for r in aggregate(recs, n_boot=200).entropy}
+    u, h = np.array(all_u), np.array(all_h)
+    term = -0.5 * (np.log1p(np.exp(u)) - math.log(2))
+    fork = h >= np.quantile(h, 0.8)
+    assert rows["fork (top 20%)"]["n"] == fork.sum() and rows["rest"]["n"] == (~fork).sum()
+    assert rows["fork (top 20%)"]["mean_u"] == pytest.approx(u[fork].mean())
+    assert rows["rest"]["mean_antisd_term"] == pytest.approx(term[~fork].mean())
+    assert rows["fork (top 20%)"]["term_mass_frac"] == pytest.approx(np.abs(term[fork]).sum() / np.abs(term).sum())
+    assert sum(rows[f"entropy quintile {q}"]["n"] for q in range(1, 6)) == len(u)
+    lo, hi = rows["fork (top 20%)"]["ci_low"], rows["fork (top 20%)"]["ci_high"]
+    assert lo <= rows["fork (top 20%)"]["mean_u"] <= hi
+    assert aggregate(hand_records(), n_boot=0).entropy == []  # no student entropies, no split

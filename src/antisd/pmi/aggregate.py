@@ -9,6 +9,12 @@ end; a token's surrounding whitespace does not count). Defaults: ``deliberation`
 Maybe, Alternatively, Hmm, But: AntiSDConfig's deliberation_words), ``connective`` (So,
 Therefore, Thus, Hence, ...) and ``answer`` (@boxed).
 
+Entropy split (``PMITables.entropy``): u and the AntiSD term -phi(u) by the student's entropy at
+the position (quintiles of all scored tokens), and for the "fork" tokens (the top 20% by student
+entropy, where the continuation is decided) against the rest, with the share of the term's
+absolute mass on fork tokens; the fork/rest means get cluster-bootstrap intervals as classes do.
+Records without student entropies (a trainer dump read with ``use_stored_logps``) are left out.
+
 Class means are token-weighted: mean u over all tokens of the class. Their percentile bootstrap
 intervals resample whole rollouts by default (a cluster bootstrap: the ratio sum u / count over
 a resample of rollouts), since tokens of one rollout are not independent; ``unit="token"``
@@ -161,6 +167,7 @@ class PMITables:
     heatmap: np.ndarray  # (bins, bins): counts, [student bin, teacher bin]
     heatmap_edges: np.ndarray  # (bins + 1,)
     heatmap_scale: str = "logprob"
+    entropy: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +190,9 @@ class PMIAggregator:
     _u: array = field(default_factory=lambda: array("d"))
     _rollouts: list[dict[str, Any]] = field(default_factory=list)
     _heat: np.ndarray | None = None
+    _ent: array = field(default_factory=lambda: array("d"))  # student entropy per token (records that have it)
+    _ent_u: array = field(default_factory=lambda: array("d"))  # u of those tokens
+    _ent_rollout: array = field(default_factory=lambda: array("l"))  # their rollout index
 
     def __post_init__(self) -> None:
         hi = 1.0 if self.heatmap_scale == "prob" else 0.0
@@ -212,6 +222,10 @@ class PMIAggregator:
             counts.append(float(len(cu)))
             vals.extend(cu)
         self._add_heat(s, t)
+        if rec.student_entropy is not None and len(rec.student_entropy) == len(u):
+            self._ent.extend(rec.student_entropy)
+            self._ent_u.extend(u)
+            self._ent_rollout.extend([len(self._rollouts)] * len(u))
         err = rec.telescoping_error
         tol = None
         if err is not None:
@@ -247,8 +261,43 @@ class PMIAggregator:
             row = st.row() if st.n else {"n": 0, "mean_u": float("nan")}
             classes.append({"class": c.name, "definition": BOXED if c.boxed else ",".join(sorted(c.words)),
                             **row, "n_rollouts": sum(1 for x in counts if x > 0), "ci_low": lo, "ci_high": hi})
+        entropy = self._entropy_rows(n_boot=n_boot, level=level, seed=seed + len(self.classes))
         return PMITables(self._summary(level), tokens, classes, list(self._rollouts),
-                         self._heat.copy(), self._edges.copy(), self.heatmap_scale)
+                         self._heat.copy(), self._edges.copy(), self.heatmap_scale, entropy)
+
+    def _entropy_rows(self, *, n_boot: int, level: float, seed: int) -> list[dict[str, Any]]:
+        """u and -phi(u) by student-entropy quintile, and fork (top 20%) vs rest (see the module docstring)."""
+        ent = np.frombuffer(self._ent, dtype=np.float64)
+        if ent.size == 0:
+            return []
+        u = np.frombuffer(self._ent_u, dtype=np.float64)
+        rollout = np.frombuffer(self._ent_rollout, dtype=np.int64)
+        term = -0.5 * (np.logaddexp(0.0, u) - math.log(2.0))  # -phi(u), docs/method.md Eq. 3-4
+        mass = np.abs(term).sum()
+        edges = np.quantile(ent, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        rows = []
+
+        def row(name: str, sel: np.ndarray, lo: float, hi: float, ci: tuple[float, float] | None = None) -> dict:
+            n = int(sel.sum())
+            return {"group": name, "entropy_from": lo, "entropy_to": hi, "n": n,
+                    "mean_u": float(u[sel].mean()) if n else float("nan"),
+                    "ci_low": ci[0] if ci else float("nan"), "ci_high": ci[1] if ci else float("nan"),
+                    "neg_frac": float((u[sel] < 0).mean()) if n else float("nan"),
+                    "mean_antisd_term": float(term[sel].mean()) if n else float("nan"),
+                    "term_mass_frac": float(np.abs(term[sel]).sum() / mass) if mass > 0 else float("nan")}
+
+        for q in range(5):
+            sel = (ent >= edges[q]) & ((ent < edges[q + 1]) if q < 4 else (ent <= edges[q + 1]))
+            rows.append(row(f"entropy quintile {q + 1}", sel, float(edges[q]), float(edges[q + 1])))
+        fork = ent >= edges[4]
+        n_roll = int(rollout.max()) + 1
+        for i, (name, sel) in enumerate((("fork (top 20%)", fork), ("rest", ~fork))):
+            sums = np.bincount(rollout[sel], weights=u[sel], minlength=n_roll)
+            counts = np.bincount(rollout[sel], minlength=n_roll).astype(np.float64)
+            ci = bootstrap_ci(sums, counts, n_boot=n_boot, level=level, seed=seed + i)
+            rows.append(row(name, sel, float(ent[sel].min()) if sel.any() else float("nan"),
+                            float(ent[sel].max()) if sel.any() else float("nan"), ci))
+        return rows
 
     def _summary(self, level: float) -> dict[str, Any]:
         n = self._all.n

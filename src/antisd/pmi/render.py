@@ -255,3 +255,14 @@ def checks_text(tables: PMITables) -> str:
                  f"u > 0: {_fmt(s['pos_frac'], '.3f')}, u = 0: {_fmt(s['zero_frac'], '.3f')}; mean u {_fmt(s['mean_u'])}, "
                  f"median u {_fmt(s['median_u'])}; mean teacher entropy {_fmt(s['mean_teacher_entropy'], '.3f')}")
     return "\n".join(lines)
+
+
+ENTROPY_COLUMNS = ("group", "entropy_from", "entropy_to", "n", "mean_u", "ci_low", "ci_high", "neg_frac",
+                   "mean_antisd_term", "term_mass_frac")
+
+
+def entropy_markdown(tables: PMITables) -> str:
+    """u and the AntiSD term -phi(u) by the student's entropy (fork tokens: the top 20%)."""
+    if not tables.entropy:
+        return "(no student entropies: rollouts read with use_stored_logps)\n"
+    return markdown_table(tables.entropy, ENTROPY_COLUMNS)

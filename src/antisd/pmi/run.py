@@ -25,6 +25,7 @@ from antisd.pmi.config import PMIConfig, PMIConfigError, parse_args
 from antisd.pmi.render import (
     checks_text,
     classes_markdown,
+    entropy_markdown,
     plot_heatmap,
     plot_strip,
     render_html,
@@ -116,6 +117,8 @@ def write_outputs(cfg: PMIConfig, tables: PMITables, traced: Sequence[PMIRecord]
     out = Path(cfg.output_dir)
     write_csv(tables.tokens, out / "tokens.csv")
     write_csv(tables.classes, out / "classes.csv")
+    if tables.entropy:
+        write_csv(tables.entropy, out / "entropy.csv")
     write_csv(tables.rollouts, out / "rollouts.csv")
     (out / "tokens.md").write_text(tokens_markdown(tables, min_count=cfg.min_count, top_k=cfg.top_k), encoding="utf-8")
     (out / "classes.md").write_text(classes_markdown(tables), encoding="utf-8")
@@ -133,11 +136,15 @@ def write_outputs(cfg: PMIConfig, tables: PMITables, traced: Sequence[PMIRecord]
         f"Scored {tables.summary['n_rollouts']} rollouts ({tables.summary['truncated']} cut at max_tokens), "
         f"mean reward {tables.summary['mean_reward']:.3f}, context sources {tables.summary['sources']}; skipped: {skipped}.",
         "", "## Checks", "", "```", checks, "```", "", "## Token classes", "", classes_markdown(tables),
+        "## By the student's entropy (fork tokens: the top 20%)", "",
+        "u and the AntiSD term -phi(u) where the student is uncertain (high entropy: the forks where the "
+        "continuation is decided) vs where it is not; term_mass_frac is the share of the term's absolute mass.", "",
+        entropy_markdown(tables),
         "## Tokens ranked by mean u", "", tokens_markdown(tables, min_count=cfg.min_count, top_k=cfg.top_k),
         "## Files", "",
         "traces.html (per-token colours, hover for values), strips/ (u_t over positions: "
         + ", ".join(strip_files[:3]) + ("..." if len(strip_files) > 3 else "") + "), heatmap.png, tokens.csv/.md, "
-        "classes.csv/.md, rollouts.csv, records.jsonl (every token's s, t, u, entropy), summary.json", "",
+        "classes.csv/.md, entropy.csv, rollouts.csv, records.jsonl (every token's s, t, u, entropy), summary.json", "",
     ])
     (out / "report.md").write_text(report, encoding="utf-8")
     summary = {"config": cfg.to_dict(), "info": info, "summary": tables.summary, "classes": tables.classes,
