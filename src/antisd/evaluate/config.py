@@ -50,7 +50,7 @@ class EvalConfig:
         metavar="BENCHMARK"))
     n_samples: int | None = field(default=None, metadata=_help(
         "k, samples per problem for every benchmark (default: the benchmark's own, 32 for AIME/HMMT, "
-        "4 for Minerva/MATH-500/GSM8K and custom files).", aliases=["--k", "-k"]))
+        "4 for Minerva/MATH-500/GSM8K and custom files, 10 for the code presets).", aliases=["--k", "-k"]))
     temperature: float = field(default=0.6, metadata=_help(
         "Sampling temperature; 0 = greedy (then all k samples are identical). Project choice: the paper "
         "does not state it."))
