@@ -21,6 +21,8 @@ from trainer_helpers import base_kwargs, length_reward, toy_rows
 
 pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
 
+pytestmark = pytest.mark.slow  # trains tiny models end to end
+
 LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
 
@@ -99,3 +101,23 @@ def test_lora_with_the_fast_paths(tiny_model_path, tmp_path):
     assert tr._prunable_model() is not None
     tr.train()
     assert all(math.isfinite(h["loss"]) for h in tr.state.log_history if "loss" in h)
+
+
+def test_antisd_eval_and_pmi_run_on_an_adapter_checkpoint(tiny_model_path, tmp_path, capsys):
+    from antisd.cli import main
+
+    tr = _lora_trainer(tiny_model_path, tmp_path / "run", method="antisd", max_steps=1, save_strategy="steps",
+                       save_steps=1, learning_rate=5e-2)
+    tr.train()
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(3)))
+    assert main(["eval", "--models", f"lora={ckpt}", "--benchmarks", f"mine={data}", "--k", "1",
+                 "--max_new_tokens", "3", "--output_dir", str(tmp_path / "eval"), "--show_progress", "false",
+                 "--plot", "false"]) == 0
+    assert "| mine | 3 | 1 |" in capsys.readouterr().out
+    assert main(["pmi", "--model", str(ckpt), "--dataset", str(data), "--samples_per_problem", "2",
+                 "--max_new_tokens", "4", "--output_dir", str(tmp_path / "pmi"), "--bootstrap", "10",
+                 "--max_traces", "1", "--progress", "false"]) == 0
+    assert len((tmp_path / "pmi" / "records.jsonl").read_text().splitlines()) == 6
