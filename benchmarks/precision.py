@@ -81,7 +81,7 @@ def token_stats(values: torch.Tensor) -> dict[str, float]:
             "max": float(a.max())}
 
 
-def build_trainer(setting: Setting, args, out_dir: str):
+def build_trainer(setting: Setting, args, out_dir: str, use_cpu: bool = True):
     """The toy recipe's AntiSDTrainer in ``setting`` (learning rate 0) and the model's path."""
     from transformers import AutoModelForCausalLM
 
@@ -95,7 +95,7 @@ def build_trainer(setting: Setting, args, out_dir: str):
             "--report_to", "none", "--save_strategy", "no", "--seed", str(args.seed),
             "--bf16", str(setting.bf16).lower(), "--fast_logprobs", setting.fast_logprobs,
             "--cast_lm_head_to_fp32", str(setting.cast_head).lower(), "--generation_prune_finished", "false",
-            "--use_cpu", "true", "--teacher_batch_size", str(args.teacher_batch_size),
+            "--use_cpu", str(use_cpu).lower(), "--teacher_batch_size", str(args.teacher_batch_size),
             "--logps_batch_rows", str(args.logps_batch_rows)]
     model_args, data_cfg, reward_args, config = parse_train_args(argv)
     dataset, data_cfg, kind, _ = load_training_data(data_cfg, reward_args)
@@ -181,11 +181,11 @@ def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
     trainer._token_term = token_term
 
 
-def run(setting: Setting, args, own_prompt: bool) -> dict[str, torch.Tensor]:
+def run(setting: Setting, args, own_prompt: bool, use_cpu: bool = True) -> dict[str, torch.Tensor]:
     """u, delta (as trained) and u_exact, delta_exact (float32) on every scored context token of the run."""
     seen: dict[str, list] = {"u": [], "u_exact": [], "delta": [], "delta_exact": []}
     with tempfile.TemporaryDirectory(prefix=f"precision_{setting.name}_") as tmp:
-        trainer = build_trainer(setting, args, tmp)
+        trainer = build_trainer(setting, args, tmp, use_cpu)
         if own_prompt:
             own_prompt_contexts(trainer)
         shadow_in_float32(trainer, seen)
