@@ -24,7 +24,6 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from antisd.evaluate.benchmarks import EvalError
 from antisd.evaluate.results import check_gold, score_completion
-from antisd.modeling import model_device
 from antisd.sampling import (
     Completion,
     eos_token_ids,
@@ -87,8 +86,7 @@ class SeededSampler(LogitsProcessor):
     depend on its seed and its own logits only: not on the other rows of the batch, nor on the global RNG.
     """
 
-    def __init__(self, row_seeds: Sequence[int], *, temperature: float, top_k: int, top_p: float,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, row_seeds: Sequence[int], *, temperature: float, top_k: int, top_p: float) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature={temperature} must be > 0 for sampling (0 is greedy: no sampler)")
         warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
@@ -97,11 +95,14 @@ class SeededSampler(LogitsProcessor):
         if top_p < 1.0:
             warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
         self.warpers = LogitsProcessorList(warpers)
-        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+        self.row_seeds = [int(s) for s in row_seeds]
+        self.generators: list[torch.Generator] | None = None  # made on the logits' device at the first step
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if scores.size(0) != len(self.generators):
-            raise ValueError(f"SeededSampler has {len(self.generators)} row seeds, the batch {scores.size(0)} rows")
+        if scores.size(0) != len(self.row_seeds):
+            raise ValueError(f"SeededSampler has {len(self.row_seeds)} row seeds, the batch {scores.size(0)} rows")
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.row_seeds]
         probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)  # (B, V)
         picks = torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)])  # (B,)
         out = torch.full_like(scores, float("-inf"))
@@ -133,7 +134,7 @@ class TransformersGenerator:
         extra: dict[str, Any] = {}
         if self.temperature > 0:  # sampled by SeededSampler; transformers then decodes greedily
             sampler = SeededSampler([s for row in seeds for s in row], temperature=self.temperature, top_k=self.top_k,
-                                    top_p=self.top_p, device=model_device(self.model))
+                                    top_p=self.top_p)
             extra["logits_processor"] = LogitsProcessorList([sampler])
         # batch seed 0: generate_completions' global-RNG seed, which neither path consumes
         completions = generate_completions(self.model, rows, batch_seeds=[0], eos_ids=self.eos_ids, pad_id=self.pad_id,
