@@ -158,7 +158,7 @@ class AntiSDTrainer(GRPOTrainer):
         (benchmarks/precision.py), such a head puts the token term's precision noise at ~3% of its signal, above
         the 2% line docs/benchmarks.md states; a float32 head brings it to 1.2-1.5%."""
         a = self.args
-        if not a.uses_teacher or self._fast_logprobs or a.cast_lm_head_to_fp32:
+        if not a.uses_teacher or (self._fast_logprobs and not self._head_partitioned()) or a.cast_lm_head_to_fp32:
             return
         head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
         dtype = getattr(getattr(head, "weight", None), "dtype", torch.float32)
@@ -516,7 +516,19 @@ class AntiSDTrainer(GRPOTrainer):
         """fast_logprobs applies to text-only inputs, no MoE aux loss, and output layers antisd.logprobs handles."""
         if not self._fast_logprobs or compute_aux_loss or any(v is not None for v in extra.values()):
             return False
+        if self._head_partitioned():  # antisd-scaleout (issue 16)
+            return False
         return needs_full_logits(model) is None
+
+    def _head_partitioned(self) -> bool:
+        """antisd-scaleout (issue 16): under DeepSpeed ZeRO-3 and FSDP1 the output layer's weight is partitioned outside
+        the model's forward, where antisd.logprobs reads it (FSDP2 gathers it: tests/test_fsdp.py); those runs take
+        TRL's fused LM head, which computes inside the forward (logged once)."""
+        if self._dist.is_zero3 or self._dist.fsdp_version == 1:
+            self._log_once("fast_logprobs: the output layer is partitioned (DeepSpeed ZeRO-3 / FSDP1); log-probs from "
+                           "TRL's fused LM head")
+            return True
+        return False
 
     def _fast_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy):
         """TRL's ``_get_per_token_logps_and_entropies`` contract through ``antisd.logprobs``: (B, K) float32 each."""

@@ -121,6 +121,8 @@ def parse(argv=None) -> argparse.Namespace:
                         "process's sequences all end early): generation must keep the processes' forwards in step")
     p.add_argument("--self-teacher", action="store_true", help="teacher prompt = the student's prompt (u = 0)")
     p.add_argument("--optim", default="adamw_torch")
+    p.add_argument("--no-use-cpu", action="store_true",
+                   help="leave TrainingArguments.use_cpu unset (accelerate selects DeepSpeed only then)")
     return p.parse_args(argv)
 
 
@@ -133,8 +135,8 @@ def main(argv=None) -> None:
         args.model, args.out, rows=toy_rows(12), method="antisd", per_device_train_batch_size=GLOBAL_BATCH // world,
         num_generations=4, max_steps=args.steps, gate="teacher_entropy", gate_warmup_steps=1,
         solution_sources=["dataset"], teacher_batch_size=1,
-        top_k=1 if args.generation == "greedy" else 0, max_completion_length=12, use_cpu=True,
-        lr_scheduler_type="constant", optim=args.optim, learning_rate=1e-3,
+        top_k=1 if args.generation == "greedy" else 0, max_completion_length=12,
+        lr_scheduler_type="constant", optim=args.optim, learning_rate=1e-3, use_cpu=not args.no_use_cpu,
         save_strategy="steps" if args.save_every else "no", save_steps=args.save_every or 500,
         **dist,
     )
