@@ -96,9 +96,7 @@ def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
         return MathReward(format_strict=reward_args.reward_format_strict), dataset
     if reward_args.reward_format_strict:
         logger.warning("reward_format_strict applies to the maths reward only; the code reward ignores it")
-    mode = reward_args.code_extraction
-    mode = mode if mode != "auto" else ("raw" if data_cfg.prompt_format == "plain" else "fenced")
-    reward = CodeReward(fraction=reward_args.code_reward_fraction, mode=mode,
+    reward = CodeReward(fraction=reward_args.code_reward_fraction, mode=extraction_mode(reward_args, data_cfg),
                         executor=make_executor(reward_args.code_sandbox), workers=reward_args.code_workers)
     try:
         unusable = reward.prepare(dataset["tests"], dataset["problem_id"])
@@ -119,7 +117,13 @@ def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
     return reward, dataset
 
 
-def reward_description(kind: str, why: str, reward_args: RewardArgs, config) -> str:
+def extraction_mode(reward_args: RewardArgs, data_cfg) -> str:
+    """``code_extraction``, with auto resolved: fenced for chat prompts, raw (prompt + completion) for plain ones."""
+    mode = reward_args.code_extraction
+    return mode if mode != "auto" else ("raw" if data_cfg.prompt_format == "plain" else "fenced")
+
+
+def reward_description(kind: str, why: str, reward_args: RewardArgs, config, data_cfg) -> str:
     """The ``Reward:`` log line."""
     if kind == "math":
         return f"math ({why}): math-verify on the answer column{', strict format' if reward_args.reward_format_strict else ''}"
@@ -127,8 +131,8 @@ def reward_description(kind: str, why: str, reward_args: RewardArgs, config) -> 
     sources = config.context_config.sources
     note = ("; the teacher's answer source never fires on code (no answer column): sibling, then the reference "
             "solution" if config.uses_teacher and "answer" in sources else "")
-    return (f"code ({why}): {value}; extraction {reward_args.code_extraction}, sandbox {reward_args.code_sandbox}"
-            f"{note}")
+    return (f"code ({why}): {value}; extraction {extraction_mode(reward_args, data_cfg)}, sandbox "
+            f"{reward_args.code_sandbox}{note}")
 
 
 def _load_checked(what: str, name: str, load, *args, **kwargs):
@@ -163,7 +167,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     reward_args = reward_args or RewardArgs()
     toy = is_toy_model(model_args.model_name_or_path)
     dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
-    log_effective_settings(data_cfg, config, reward_description(kind, why, reward_args, config))
+    log_effective_settings(data_cfg, config, reward_description(kind, why, reward_args, config, data_cfg))
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
     reward, dataset = make_reward(kind, reward_args, data_cfg, config, dataset)
     model_args = resolve_model(model_args)

@@ -43,6 +43,7 @@ def test_training_on_mbpp_train_through_the_cli(tiny_model_path, tmp_path, caplo
     reward_line = next(line for line in lines if line.startswith("Reward: "))
     assert reward_line.startswith("Reward: code (auto: mbpp_train is a built-in code dataset): 1.0 when every test "
                                   "passes")
+    assert "extraction fenced, sandbox auto" in reward_line
     assert lines.index(reward_line) < min(i for i, line in enumerate(lines) if line.startswith("Loading the model"))
     steps = history(out)
     assert len(steps) == 2 and all(s["code_reward/n_calls"] == 8 for s in steps)

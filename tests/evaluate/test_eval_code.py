@@ -34,6 +34,18 @@ def test_code_presets_parse_with_k_only():
         parse_benchmark("x=data.jsonl?like=humaneval_plus")
 
 
+def test_code_prompts_follow_evalplus():
+    task = HE[0]
+    chat = evcode.code_prompt(task, EvalConfig(models=["m"], benchmarks=["humaneval_plus"]))
+    assert [m["role"] for m in chat] == ["user"]  # the maths default system prompt is not used
+    assert chat[0]["content"].startswith("Please provide a self-contained Python script that solves the following "
+                                         "problem in a markdown code block:\n```\nfrom typing import List")
+    mine = evcode.code_prompt(task, EvalConfig(models=["m"], benchmarks=["humaneval_plus"], system_prompt="Be terse."))
+    assert mine[0] == {"role": "system", "content": "Be terse."} and mine[1] == chat[0]
+    plain = EvalConfig(models=["m"], benchmarks=["humaneval_plus"], prompt_format="plain")
+    assert evcode.code_prompt(task, plain) == task.prompt == task.completion_prefix
+
+
 def _samples_file(path):
     rows = [{"task_id": HE[0].task_id, "solution": HE[0].reference},
             {"task_id": HE[0].task_id, "completion": "    return False\n"},

@@ -9,6 +9,10 @@ Layout (details in each module and in docs/code.md):
 - `fusion`: `SandboxFusionExecutor`, the same interface over a Sandbox Fusion service.
 - `compare`: EvalPlus's output comparison on plain data; `harness`: expected outputs and verdicts.
 - `score`: `CodeScorer`, a process pool; `samples`: EvalPlus-format samples files and pass@k.
+- `spec` and `dataset` (not imported here: the pool's workers stay free of ``datasets``): user
+  tests cells -> task specs -> `CodeTask`; the trainer's code dataset and built-in ``mbpp_train``.
+
+The reward for training is ``antisd.rewards.CodeReward``; the eval presets ``antisd.evaluate.code``.
 """
 
 from antisd.code.data import BENCHMARKS, load_tasks, read_rows

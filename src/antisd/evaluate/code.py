@@ -60,9 +60,10 @@ def code_prompt(task: CodeTask, cfg: Any) -> str | list[dict[str, str]]:
     something other than the maths default) or the plain task prompt."""
     if cfg.prompt_format == "plain":
         return task.prompt
-    system = None if cfg.system_prompt == DEFAULT_SYSTEM_PROMPT else cfg.system_prompt
-    return [{"role": "system", "content": system}] * bool(system) + [
-        {"role": "user", "content": chat_task_text(task.prompt)}]
+    messages = [{"role": "user", "content": chat_task_text(task.prompt)}]
+    if cfg.system_prompt and cfg.system_prompt != DEFAULT_SYSTEM_PROMPT:
+        messages.insert(0, {"role": "system", "content": cfg.system_prompt})
+    return messages
 
 
 def code_paths(output_dir: str | Path, label: str, bench: str) -> tuple[Path, Path]:
