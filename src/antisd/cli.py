@@ -68,9 +68,9 @@ logger = logging.getLogger("antisd")  # not __name__: under `python -m antisd.cl
 TRAIN_USAGE = "antisd train [--config YAML ...] [--recipe MODEL METHOD] [--key value ...]"
 TRAIN_HELP_HEAD = """RL post-training of a reasoning LM with GRPO, SD or AntiSD (TRL's GRPOTrainer + the AntiSD token term).
 
-Built-in names: --model_name_or_path toyworld (the toy world's base policy, built once and cached;
+Built-in names: --model_name_or_path toyworld (the toy world's base policy, shipped with antisd;
 toyworld:tiny for smoke tests); --dataset_name toyworld, dapo_math_17k, math500, gsm8k_test,
-aime2024, ... (shipped with antisd). With no --config/--recipe and no model (or the toy model),
+aime2024, ..., mbpp_train (code: execution reward) (shipped with antisd). With no --config/--recipe and no model (or the toy model),
 the toy world's recipe applies (recipes/toy/antisd.yaml); any other model gets the defaults below.
 --config FILE.yaml (repeatable, merged left to right; the command line wins); --recipe MODEL METHOD
 (the paper's setups: antisd recipe --list)."""
