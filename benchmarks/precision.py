@@ -221,17 +221,19 @@ def main(argv=None) -> int:
     print("\n| setting | tokens | own prompt (u = 0): max abs u | real context: mean abs(u - u32) | p99 | max | "
           "mean abs(delta - delta32) | p99 | noise / signal | mean abs delta (signal) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    rows = {}
+    rows, signal = {}, None
     for name in args.settings:
         own = run(SETTINGS[name], args, own_prompt=True)
         got = run(SETTINGS[name], args, own_prompt=False)
+        signal = signal if signal is not None else got
         du, dd = token_stats(got["u"] - got["u_exact"]), token_stats(got["delta"] - got["delta_exact"])
         sig = token_stats(got["delta_exact"])
         rows[name] = dd["mean"] / sig["mean"]
         print(f"| {SETTINGS[name].label} | {got['u'].numel()} | {token_stats(own['u'])['max']:.1e} | {du['mean']:.1e} | "
               f"{du['p99']:.1e} | {du['max']:.1e} | {dd['mean']:.1e} | {dd['p99']:.1e} | {rows[name]:.2%} | "
               f"{sig['mean']:.4f} |", flush=True)
-    print()
+    print(f"\nsignal (float32 values of the first setting's run, real context, {signal['u_exact'].numel()} context "
+          f"tokens): |u| {_fmt(token_stats(signal['u_exact']))}; |delta| {_fmt(token_stats(signal['delta_exact']))}")
     for name, ratio in rows.items():
         verdict = "ABOVE" if ratio > NOISE_FRACTION else "below"
         print(f"INFO {name}: precision noise {ratio:.2%} of the signal (mean |delta - delta_float32| / mean "
