@@ -1,20 +1,15 @@
 """The summary maths of benchmarks/toy_compare.py (the benchmark itself is run by hand, not here)."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_compare.py"
+from bench_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def tc():
-    spec = importlib.util.spec_from_file_location("toy_compare", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("toy_compare")
 
 
 def _run(method, seed, accs, gate_on=math.nan):

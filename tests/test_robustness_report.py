@@ -1,23 +1,18 @@
 """The statistics of benchmarks/toy_robustness_report.py against hand-worked values and brute force."""
 
-import importlib.util
 import itertools
 import json
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_robustness_report.py"
+from bench_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rep():
-    spec = importlib.util.spec_from_file_location("toy_robustness_report", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("toy_robustness_report")
 
 
 def _run(base, arm, seed, accs, big=None):

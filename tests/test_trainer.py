@@ -9,10 +9,9 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from antisd.config import AntiSDConfig
-from antisd.context import TeacherContext
 from antisd.trainer import STATE_FILE, last_complete_checkpoint
 
-from trainer_helpers import make_trainer
+from trainer_helpers import make_trainer, teacher_and_student_on_the_same_prompt
 
 pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
 
@@ -90,12 +89,7 @@ def test_teacher_with_the_student_prompt_gives_zero_pmi(tiny_model_path, tmp_pat
     """An empty privileged context must give u = 0 on every token (the alignment check)."""
     tr = make_trainer(tiny_model_path, tmp_path, method="antisd")
     batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
-    tr.model.train()
-    out = GRPOTrainer._generate_and_score_completions(tr, batch)
-    contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
-    t_logps, t_ent, _ = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
-    s_logps, s_ent = tr._student_pass(out)
-    mask = out["completion_mask"].bool()
+    t_logps, s_logps, t_ent, s_ent, mask, _ = teacher_and_student_on_the_same_prompt(tr, batch)
     torch.testing.assert_close(t_logps[mask], s_logps[mask], atol=2e-5, rtol=0)
     torch.testing.assert_close(t_ent[mask], s_ent[mask], atol=2e-5, rtol=0)
     # and log-probs are far above uniform for none of this random model, but finite everywhere

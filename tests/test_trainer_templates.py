@@ -11,11 +11,9 @@ import math
 import pytest
 import torch
 from transformers import AutoTokenizer
-from trl import GRPOTrainer
 
-from antisd.context import TeacherContext
 
-from trainer_helpers import make_trainer
+from trainer_helpers import make_trainer, teacher_and_student_on_the_same_prompt
 
 pytestmark = pytest.mark.slow  # trains tiny models end to end (the fast suite: -m 'not slow')
 
@@ -69,12 +67,7 @@ def test_same_prompt_gives_zero_u_under_a_thinking_template(thinking_model_path,
     tr = make_trainer(thinking_model_path, tmp_path, rows=_chat_rows(), method="antisd",
                       chat_template_kwargs={"enable_thinking": enable_thinking})
     batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
-    tr.model.train()
-    out = GRPOTrainer._generate_and_score_completions(tr, batch)
-    contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
-    t_logps, _, too_long = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
-    s_logps, _ = tr._student_pass(out)
-    mask = out["completion_mask"].bool()
+    t_logps, s_logps, _, _, mask, too_long = teacher_and_student_on_the_same_prompt(tr, batch)
     torch.testing.assert_close(t_logps[mask], s_logps[mask], atol=2e-5, rtol=0)
     assert not too_long.any()
 

@@ -46,3 +46,19 @@ def make_trainer(model_path, output_dir, rows=None, reward=length_reward, traine
     args = config_cls(**base_kwargs(output_dir, **overrides))
     return trainer_cls(model=model, reward_funcs=[reward], args=args,
                        train_dataset=Dataset.from_list(rows or toy_rows()), processing_class=tok)
+
+
+def teacher_and_student_on_the_same_prompt(tr, batch):
+    """Generate for ``batch``, then score the completions as the teacher would with the student's own prompt
+    as "privileged" prompt: (teacher logps, student logps, teacher entropy, student entropy, completion mask,
+    too_long), each (B, T) but too_long (B,). Alignment demands u = t - s = 0 everywhere."""
+    from trl import GRPOTrainer
+
+    from antisd.context import TeacherContext
+
+    tr.model.train()
+    out = GRPOTrainer._generate_and_score_completions(tr, batch)
+    contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
+    t_logps, t_ent, too_long = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    s_logps, s_ent = tr._student_pass(out)
+    return t_logps, s_logps, t_ent, s_ent, out["completion_mask"].bool(), too_long
