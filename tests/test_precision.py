@@ -4,18 +4,15 @@ when a run's configuration puts the noise above the stated line, and the measure
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
 from antisd.config import AntiSDConfig
 
+from bench_helpers import load_benchmark
 from trainer_helpers import make_trainer
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "precision.py"
 
 
 def _config(tmp_path, **kw) -> AntiSDConfig:
@@ -49,12 +46,7 @@ def test_warning_when_u_comes_from_a_half_precision_head(tiny_model_path, tmp_pa
 
 
 def _bench():
-    if "precision_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("precision_bench", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["precision_bench"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["precision_bench"]
+    return load_benchmark("precision")
 
 
 def test_token_stats():
