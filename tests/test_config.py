@@ -67,6 +67,19 @@ def test_precedence_recipe_then_files_then_flags(tmp_path):
     assert source == {"max_steps": first, "lambda_max": second, "env": second}
 
 
+def test_none_unsets_optional_numbers_but_not_strings(tmp_path, base_yaml):
+    """``--logps_batch_rows none`` undoes a file's value; TRL's ``--report_to none`` keeps its meaning."""
+    batched = write_yaml(tmp_path / "b.yaml", {"logps_batch_rows": 32, "teacher_batch_size": 16})
+    *_, c = parse_train_args(["--config", base_yaml, "--config", batched])
+    assert (c.logps_batch_rows, c.teacher_batch_size) == (32, 16)
+    *_, c = parse_train_args(["--config", base_yaml, "--config", batched, "--logps_batch_rows", "none",
+                              "--teacher_batch_size", "null", "--report_to", "none"])
+    assert c.logps_batch_rows is None and c.teacher_batch_size is None
+    assert c.report_to in ([], "none", ["none"])  # transformers' own reading of the string "none"
+    with pytest.raises(CliError, match="logps_batch_rows"):
+        parse_train_args(["--config", base_yaml, "--logps_batch_rows", "many"])
+
+
 def test_env_section_is_exported(tmp_path, base_yaml, monkeypatch):
     monkeypatch.delenv("ANTISD_TEST_VAR", raising=False)
     env = write_yaml(tmp_path / "env.yaml", {"env": {"ANTISD_TEST_VAR": 3}})

@@ -22,7 +22,9 @@ Conventions of ``DataclassParser`` for every command: ``--name`` and ``--kebab-n
 says otherwise), lists as several
 values, mappings as JSON, ``Literal`` types as choices, and a field declared by several
 dataclasses is one option whose value goes to all of them. Optional fields read ``none``,
-``null`` or an empty string as None where the command asks for it (``none_words``).
+``null`` or an empty string as None where the command asks for it (``none_words``; with
+``none_for_strings=False`` only optional numbers and booleans do, so that string values such as
+TRL's ``--report_to none`` keep their meaning).
 
 The settings of ``antisd train`` are here too: ``ModelArgs``, ``RewardArgs``, ``train_inputs``
 (what ``antisd_run.yaml`` records), ``build_train_args`` (the four dataclasses).
@@ -187,14 +189,16 @@ class DataclassParser(HfArgumentParser):
     reads those files. `none_words`: strings an optional field reads as None. `bool_metavar`:
     the metavar of ``--flag [BOOL]`` (default: the field name). `negations`: add ``--no_flag``
     for booleans that default to true. `error`: an exception class raised with argparse's
-    message instead of printing the usage and exiting with code 2. Other keyword arguments go
-    to ``argparse.ArgumentParser``.
+    message instead of printing the usage and exiting with code 2. `none_for_strings`: whether
+    optional string fields read the `none_words` as None too. Other keyword arguments go to
+    ``argparse.ArgumentParser``.
     """
 
     def __init__(self, dataclass_types: Sequence[type], *, config_flag: bool = False, none_words: Sequence[str] = (),
                  bool_metavar: str | None = None, negations: bool = True, error: type[Exception] | None = None,
-                 **kwargs: Any) -> None:
+                 none_for_strings: bool = True, **kwargs: Any) -> None:
         self.none_words = tuple(w.lower() for w in none_words)
+        self.none_for_strings = none_for_strings
         self.bool_metavar, self.negations = bool_metavar, negations
         self.error_class = error
         super().__init__([], **kwargs)
@@ -220,7 +224,7 @@ class DataclassParser(HfArgumentParser):
                 parser._handle_conflict_resolve(None, [(flag, negation) for flag in negation.option_strings])
         elif _is_mapping(field.type):
             action.type, action.metavar = json_object, action.metavar or "JSON"
-        if optional and self.none_words and action.type is not None:
+        if optional and self.none_words and action.type is not None and (self.none_for_strings or action.type is not str):
             action.type = _or_none(action.type, self.none_words)
 
     def error(self, message: str) -> typing.NoReturn:
@@ -470,8 +474,10 @@ def dataclass_types() -> list[type]:
 
 
 def build_parser() -> DataclassParser:
-    """The parser of ``antisd train`` (errors raise ``CliError``)."""
-    return DataclassParser(dataclass_types(), prog="antisd train", allow_abbrev=False, error=CliError)
+    """The parser of ``antisd train`` (errors raise ``CliError``; optional numbers and booleans read
+    ``none``/``null`` as unset, e.g. ``--logps_batch_rows none`` undoes a recipe's value)."""
+    return DataclassParser(dataclass_types(), prog="antisd train", allow_abbrev=False, error=CliError,
+                           none_words=NONE_WORDS, none_for_strings=False)
 
 
 def train_inputs(argv: Sequence[str]) -> dict[str, Any]:
