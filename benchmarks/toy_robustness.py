@@ -36,20 +36,22 @@ from pathlib import Path
 
 logger = logging.getLogger("toy_robustness")
 
-# arm -> extra `antisd train` flags on top of the built-in default (canonical AntiSD)
+# arm -> extra `antisd train` flags on top of the built-in default. Every arm states the settings it is
+# about (the built-in default may carry a guard: recipes/toy/antisd.yaml), so "antisd" stays canonical.
+CANONICAL = ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "none"]
 ARMS: dict[str, list[str]] = {
     "grpo": ["--method", "grpo"],
-    "antisd": ["--method", "antisd"],
-    "antisd_nogate": ["--method", "antisd", "--gate", "none"],
-    "sd": ["--method", "sd"],
+    "antisd": CANONICAL,
+    "antisd_nogate": [*CANONICAL, "--gate", "none"],
+    "sd": ["--method", "sd", "--token_term_rollouts", "all", "--token_term_centering", "none"],
     # guards (docs/method.md Eq. 9-11), as pre-stated in docs/benchmarks.md
-    "antisd_2sided": ["--method", "antisd", "--gate_ceiling_ratio", str(1 / 0.93)],
-    "antisd_seqcenter": ["--method", "antisd", "--token_term_centering", "sequence"],
-    "antisd_batchcap": ["--method", "antisd", "--token_term_centering", "batch_cap"],
+    "antisd_2sided": [*CANONICAL, "--gate_ceiling_ratio", str(1 / 0.93)],
+    "antisd_seqcenter": ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "sequence"],
+    "antisd_batchcap": ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "batch_cap"],
     # added after the mechanism was measured (docs/method.md Eq. 12)
-    "antisd_correct": ["--method", "antisd", "--token_term_rollouts", "correct"],
+    "antisd_correct": ["--method", "antisd", "--token_term_rollouts", "correct", "--token_term_centering", "none"],
 }
-CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, ["--method", "antisd", "--reset_gate_on_resume", "true"])}
+CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, [*CANONICAL, "--reset_gate_on_resume", "true"])}
 
 
 def parse_base(spec: str) -> tuple[str, str, dict]:

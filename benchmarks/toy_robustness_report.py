@@ -128,6 +128,12 @@ def verdict(lo: float, hi: float, margin: float = 0.02) -> str:
     return "inconclusive"
 
 
+def paired(runs, keys: list[tuple[str, str]]) -> list[tuple[dict, dict]]:
+    """(arm run, GRPO run) of the same base and seed, both run to the same final step."""
+    return [(r, runs[(b, "grpo")][s]) for b, arm in keys for s, r in runs.get((b, arm), {}).items()
+            if s in runs.get((b, "grpo"), {}) and final_step(r) == final_step(runs[(b, "grpo")][s])]
+
+
 def arm_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
     lines = ["| base | arm | seeds | step 0 | final (mean ± sd) | final − GRPO [95% CI] | AUC − GRPO [95% CI] "
              "| steps to GRPO's final [95% CI] | collapses [95% CI] | peak − final |",
@@ -140,9 +146,7 @@ def arm_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
                 continue
             finals = [endpoint(r, final_step(r)) for r in rs]
             starts = [endpoint(r, 0) for r in rs]
-            pairs = [(r, runs[(k[0], "grpo")][s]) for k in keys for s, r in runs.get(k, {}).items()
-                     if s in runs.get((k[0], "grpo"), {}) and arm != "grpo"
-                     and final_step(r) == final_step(runs[(k[0], "grpo")][s])]
+            pairs = paired(runs, keys) if arm != "grpo" else []
             d_final = d_auc = reach = "—"
             if len(pairs) >= 1:
                 d_final = fmt_ci(*t_interval([endpoint(a, final_step(a)) - endpoint(g, final_step(g)) for a, g in pairs]))
@@ -156,6 +160,53 @@ def arm_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
             lines.append(f"| {base} | {arm} | {len(rs)} | {statistics.fmean(starts):.3f} | "
                          f"{statistics.fmean(finals):.3f}{sd} | {d_final} | {d_auc} | {reach} | "
                          f"{k}/{len(rs)} [{wl:.2f}, {wh:.2f}] | {drop:.3f} |")
+    return lines
+
+
+def verdict_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
+    """The pre-stated verdicts for "arm better / faster than GRPO", per base and pooled."""
+    lines = ["| base | arm | pairs | better: final [95% CI] | better: AUC [95% CI] | faster: steps to GRPO's final [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for base in bases + ["pooled"]:
+        for arm in arms:
+            if arm == "grpo":
+                continue
+            pairs = paired(runs, [(b, arm) for b in (bases if base == "pooled" else [base])])
+            if not pairs:
+                continue
+            budget = final_step(pairs[0][1])
+            cells = []
+            for diffs in ([endpoint(a, final_step(a)) - endpoint(g, final_step(g)) for a, g in pairs],
+                          [auc(a) - auc(g) for a, g in pairs]):
+                m, lo, hi = t_interval(diffs)
+                cells.append(f"{verdict(lo, hi)}: {fmt_ci(m, lo, hi)}")
+            point, lo, hi = steps_to_interval(pairs)
+            fast = ("supported" if hi < budget else "not supported" if point is None or lo >= budget else "inconclusive")
+            speed = f", {budget / point:.1f}x" if point else ""
+            cells.append(f"{fast}: {point if point is not None else 'not reached'} [{lo:.0f}, {hi:.0f}]{speed}")
+            lines.append(f"| {base} | {arm} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def monitor_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
+    """How the exploitation monitor (``monitor/exploit`` in the logged history) read each group of runs:
+    collapsed runs it flagged (and when, against the step of the curve's peak), healthy runs it flagged."""
+    lines = ["| base | arm | collapsed runs flagged | first flag (median step) | curve peak (median step) "
+             "| healthy runs flagged | flagged share of healthy runs' steps |", "|---|---|---|---|---|---|---|"]
+    for base in bases:
+        for arm in arms:
+            rs = [r for r in runs.get((base, arm), {}).values() if any("monitor/exploit" in h for h in r["history"])]
+            if not rs:
+                continue
+            flags = {id(r): [h["step"] for h in r["history"] if h.get("monitor/exploit", 0) > 0] for r in rs}
+            bad, good = [r for r in rs if collapsed(r)], [r for r in rs if not collapsed(r)]
+            firsts = [flags[id(r)][0] for r in bad if flags[id(r)]]
+            peaks = [curve(r)[0][max(range(len(curve(r)[1])), key=curve(r)[1].__getitem__)] for r in bad]
+            share = [len(flags[id(r)]) / max(1, sum("monitor/exploit" in h for h in r["history"])) for r in good]
+            lines.append(f"| {base} | {arm} | {sum(bool(flags[id(r)]) for r in bad)}/{len(bad)} | "
+                         f"{statistics.median(firsts) if firsts else '—'} | {statistics.median(peaks) if peaks else '—'} | "
+                         f"{sum(bool(flags[id(r)]) for r in good)}/{len(good)} | "
+                         f"{f'{statistics.fmean(share):.3f}' if share else '—'} |")
     return lines
 
 
@@ -277,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     arms += sorted({x for _, x in runs} - set(arms))
     main_arms = [x for x in arms if x != "antisd_from_grpo200"]
     md = ["# Robustness study: results", "", "## Accuracy, speed, collapse", ""] + arm_rows(runs, bases, main_arms)
+    md += ["", "## Verdicts (pre-stated rules)", ""] + verdict_rows(runs, bases, main_arms)
     md += ["", "## Mechanism: first and last 10% of steps", ""] + mechanism_rows(runs, bases, main_arms)
+    md += ["", "## Exploitation monitor", ""] + monitor_rows(runs, bases, main_arms)
     md += ["", "## Continual mode", ""] + continual_rows(runs, bases)
     plot_curves(runs, bases, main_arms, out / "curves.png")
     md += ["", "![curves](curves.png)"]

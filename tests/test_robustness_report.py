@@ -65,9 +65,16 @@ def test_report_end_to_end_on_synthetic_runs(rep, tmp_path):
             d.mkdir(parents=True)
             run = _run("A", arm, s, accs, big={0: 0.2, 200: accs[-1]})
             (d / "result.json").write_text(json.dumps({k: v for k, v in run.items() if k != "history"}))
+            # the monitor flags the collapsing run from step 150 and one healthy GRPO-paired run at step 200
+            flag = (lambda i: i >= 150) if (arm, s) == ("antisd", 0) else (lambda i: i == 200) if (arm, s) == ("antisd", 1) else (lambda i: False)
             (d / "log_history.json").write_text(json.dumps(
-                [{"step": i, "loss": 0.0, "pmi/mean": -0.1 * i, "gate/on": 1.0} for i in range(1, 201)]))
+                [{"step": i, "loss": 0.0, "pmi/mean": -0.1 * i, "gate/on": 1.0, "monitor/exploit": float(flag(i))}
+                 for i in range(1, 201)]))
     rep.main(["--out", str(tmp_path)])
     text = (tmp_path / "report.md").read_text()
     assert "| A | antisd | 3 |" in text and "1/3" in text  # seed 0 collapsed
+    # verdicts: finals - GRPO = -0.25, -0.05 (s1: 0.4 vs 0.35 -> +0.05), +0.05: mean -0.05, interval spans 0
+    assert "| A | antisd | 3 | inconclusive: -0.050 [" in text
+    # monitor: the collapsed run flagged at 150, its curve peaked at step 100; 1 of 2 healthy runs flagged, 1 of 200 steps
+    assert "| A | antisd | 1/1 | 150 | 100 | 1/2 | 0.003 |" in text
     assert (tmp_path / "curves.png").exists() and (tmp_path / "mechanism_A_antisd.png").exists()
