@@ -80,6 +80,14 @@ def test_none_unsets_optional_numbers_but_not_strings(tmp_path, base_yaml):
         parse_train_args(["--config", base_yaml, "--logps_batch_rows", "many"])
 
 
+def test_correct_rollouts_guard_is_antisds_and_sd_keeps_every_rollout(caplog):
+    """token_term_rollouts=correct guards AntiSD's ascent; SD (the paper's baseline) imitates on every rollout."""
+    assert AntiSDConfig(output_dir="x", method="antisd", token_term_rollouts="correct", bf16=False, report_to=[]).token_term_rollouts == "correct"
+    with caplog.at_level("WARNING", logger="antisd.config"):
+        sd = AntiSDConfig(output_dir="x", method="sd", token_term_rollouts="correct", bf16=False, report_to=[])
+    assert sd.token_term_rollouts == "all" and "method sd imitates the teacher on every rollout" in caplog.text
+
+
 def test_env_section_is_exported(tmp_path, base_yaml, monkeypatch):
     monkeypatch.delenv("ANTISD_TEST_VAR", raising=False)
     env = write_yaml(tmp_path / "env.yaml", {"env": {"ANTISD_TEST_VAR": 3}})

@@ -6,8 +6,8 @@ from the packaged recipes). Any other model gets the general defaults (``antisd 
 the toy world's plain prompts, templates and hyper-parameters never reach a real model. Two
 built-in names make the toy world usable from any config:
 
-    model_name_or_path: toyworld        the cached toy base policy (built on first use, ~4 min on 2 idle cores;
-                        toyworld:tiny   a seconds-long one for smoke tests)
+    model_name_or_path: toyworld        the toy base policy (shipped with antisd; another recipe is built on
+                        toyworld:tiny   first use and cached; tiny is a seconds-long one for smoke tests)
     dataset_name:       toyworld        fresh training problems of the toy task families, written
                                         once to the cache as JSONL (id, problem, answer, solution)
 
@@ -16,7 +16,7 @@ The cache is ``$ANTISD_CACHE_DIR``, else the user's cache folder (``~/.cache/ant
 training on the toy world, the run's held-out accuracy (and the base policy's, from its build)
 goes into ``report.md`` next to the curves.
 
-CPU:  antisd train                      (14-16 min on 2 idle cores once the base policy is cached)
+CPU:  antisd train                      (minutes on 2 cores; docs/toyworld.md, "The main job, measured")
       antisd train --method grpo --output_dir runs/toy-grpo
 GPU:  the same; nothing here needs one.
 """

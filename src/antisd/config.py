@@ -122,9 +122,11 @@ class AntiSDConfig(ContextFields, GRPOConfig):
     )
     token_term_rollouts: Literal["all", "correct"] = field(
         default="all",
-        metadata={"help": "Rollouts that get the token term: all (the paper) or correct (guard, docs/method.md Eq. 12: "
-                          "an incorrect rollout keeps its plain GRPO advantage, so tokens the teacher rejects in a "
-                          "wrong attempt are never paid for).", "choices": ["all", "correct"]},
+        metadata={"help": "Rollouts that get AntiSD's token term: all (the paper) or correct (guard, docs/method.md "
+                          "Eq. 12: an incorrect rollout keeps its plain GRPO advantage, so tokens the teacher rejects "
+                          "in a wrong attempt are never paid for; the toy world's built-in default). SD imitates the "
+                          "teacher on every rollout, so method sd takes all (with a warning if correct was set).",
+                  "choices": ["all", "correct"]},
     )
     exploit_monitor: bool = field(
         default=True,
@@ -225,6 +227,12 @@ class AntiSDConfig(ContextFields, GRPOConfig):
             raise _choice_error("gate", self.gate, gate_kinds())
         if self.token_term_rollouts not in ("all", "correct"):
             raise _choice_error("token_term_rollouts", self.token_term_rollouts, ["all", "correct"])
+        if self.method == "sd" and self.token_term_rollouts == "correct":
+            # the guard is against AntiSD's ascent being paid on wrong attempts; SD's descent toward the teacher
+            # is the paper's baseline on every rollout (so --method sd on the toy default stays the paper's SD)
+            logger.warning("token_term_rollouts=correct is AntiSD's guard; method sd imitates the teacher on every "
+                           "rollout, so token_term_rollouts=all")
+            self.token_term_rollouts = "all"
         if self.token_term_centering not in centering_modes():
             raise _choice_error("token_term_centering", self.token_term_centering, centering_modes())
         if self.gate_ceiling_ratio is not None and self.gate is not None and get_gate_kind(self.gate).direction != "below":
