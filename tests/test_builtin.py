@@ -66,4 +66,8 @@ def test_toy_main_job_smoke(tmp_path, monkeypatch):
     assert rc == 0
     assert (out / "report.md").exists() and (out / "plots" / "curves.png").exists()
     assert (out / "checkpoint-2" / "antisd_state.json").exists()
-    assert "held-out accuracy, final policy" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "held-out accuracy, final policy" in report
+    guard = ("token term on correct rollouts only" if TOY_TRAIN.get("token_term_rollouts") == "correct"
+             else "none (the paper's configuration)")
+    assert f"| guards | {guard}" in report  # the report says which configuration ran

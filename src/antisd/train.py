@@ -218,8 +218,16 @@ def _final_report(trainer, model_args, toy: bool) -> None:
     from antisd.report import write_report
 
     trainer.state.save_to_json(os.path.join(trainer.args.output_dir, "trainer_state.json"))
-    extra: dict[str, Any] = {"method": trainer.args.method, "token signal": trainer.args.token_signal,
-                             "gate": trainer.args.gate, "model": model_args.model_name_or_path}
+    a = trainer.args
+    extra: dict[str, Any] = {"method": a.method, "token signal": a.token_signal, "gate": a.gate,
+                             "model": model_args.model_name_or_path}
+    if a.uses_teacher:  # the guards in use (docs/method.md Eq. 9-12); all off is the paper's configuration
+        guards = [g for g, on in (("token term on correct rollouts only (Eq. 12)", a.token_term_rollouts == "correct"),
+                                  (f"token term centering {a.token_term_centering} (Eq. 10-11)",
+                                   a.token_term_centering != "none"),
+                                  (f"two-sided gate, ceiling {a.gate_ceiling_ratio} x H_warm (Eq. 9)",
+                                   a.gate_ceiling_ratio is not None)) if on]
+        extra["guards"] = "; ".join(guards) if guards else "none (the paper's configuration)"
     if toy:
         from antisd.builtin import evaluate_toy_policy
         from antisd.toyworld.base_policy import load_build_info
