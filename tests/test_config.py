@@ -88,6 +88,14 @@ def test_correct_rollouts_guard_is_antisds_and_sd_keeps_every_rollout(caplog):
     assert sd.token_term_rollouts == "all" and "method sd imitates the teacher on every rollout" in caplog.text
 
 
+def test_guards_are_named_in_words():
+    kw = dict(output_dir="x", bf16=False, report_to=[])
+    assert AntiSDConfig(method="grpo", **kw).guards == "none (no token term)"
+    assert AntiSDConfig(method="antisd", **kw).guards == "none (the paper's configuration)"
+    both = AntiSDConfig(method="antisd", token_term_rollouts="correct", gate_ceiling_ratio=1.1, **kw).guards
+    assert both == "token term on correct rollouts only (Eq. 12); two-sided gate, ceiling 1.1 x H_warm (Eq. 9)"
+
+
 def test_env_section_is_exported(tmp_path, base_yaml, monkeypatch):
     monkeypatch.delenv("ANTISD_TEST_VAR", raising=False)
     env = write_yaml(tmp_path / "env.yaml", {"env": {"ANTISD_TEST_VAR": 3}})

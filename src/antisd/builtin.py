@@ -104,7 +104,7 @@ def resolve_model(model_args):
     from antisd.toyworld import ensure_base_policy, recipe
 
     name = model_args.model_name_or_path.partition(":")[2] or "default"
-    logger.info("Built-in model %r: the toy base policy (recipe %s; built once, then cached)",
+    logger.info("Built-in model %r: the toy base policy of recipe %s",
                 model_args.model_name_or_path, name)
     return replace(model_args, model_name_or_path=str(ensure_base_policy(recipe(name))))
 

@@ -288,6 +288,18 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         """True for sd/antisd: a privileged teacher pass runs every generation batch."""
         return self.method != "grpo"
 
+    @property
+    def guards(self) -> str:
+        """The guards against token-term exploitation this run uses (docs/method.md Eq. 9-12), in words."""
+        if not self.uses_teacher:
+            return "none (no token term)"
+        on = [text for text, used in (
+            ("token term on correct rollouts only (Eq. 12)", self.token_term_rollouts == "correct"),
+            (f"token term centering {self.token_term_centering} (Eq. 10-11)", self.token_term_centering != "none"),
+            (f"two-sided gate, ceiling {self.gate_ceiling_ratio or 0:.4g} x H_warm (Eq. 9)", self.gate_ceiling_ratio is not None),
+        ) if used]
+        return "; ".join(on) if on else "none (the paper's configuration)"
+
     def use_canonical_columns(self) -> dict[str, tuple[str | None, str]]:
         """Point ``answer_column``, ``solution_column`` and ``problem_id_column`` at the columns
         ``antisd.data.load_problems`` writes (``CANONICAL_COLUMNS``), for training on its output.

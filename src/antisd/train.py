@@ -50,8 +50,8 @@ def log_effective_settings(data_cfg, config, reward: str | None = None) -> None:
     if config.uses_teacher:
         logger.info("Teacher template: %r; context sources: %s (answer line %r)", context.template,
                     ", ".join(context.sources), context.answer_template)
-    logger.info("Method %s (token signal %s, gate %s); output in %s",
-                config.method, config.token_signal, config.gate, config.output_dir)
+    logger.info("Method %s (token signal %s, gate %s; guards: %s); output in %s",
+                config.method, config.token_signal, config.gate, config.guards, config.output_dir)
     if reward is not None:
         logger.info("Reward: %s", reward)
 
@@ -221,13 +221,8 @@ def _final_report(trainer, model_args, toy: bool) -> None:
     a = trainer.args
     extra: dict[str, Any] = {"method": a.method, "token signal": a.token_signal, "gate": a.gate,
                              "model": model_args.model_name_or_path}
-    if a.uses_teacher:  # the guards in use (docs/method.md Eq. 9-12); all off is the paper's configuration
-        guards = [g for g, on in (("token term on correct rollouts only (Eq. 12)", a.token_term_rollouts == "correct"),
-                                  (f"token term centering {a.token_term_centering} (Eq. 10-11)",
-                                   a.token_term_centering != "none"),
-                                  (f"two-sided gate, ceiling {a.gate_ceiling_ratio} x H_warm (Eq. 9)",
-                                   a.gate_ceiling_ratio is not None)) if on]
-        extra["guards"] = "; ".join(guards) if guards else "none (the paper's configuration)"
+    if a.uses_teacher:
+        extra["guards"] = a.guards
     if toy:
         from antisd.builtin import evaluate_toy_policy
         from antisd.toyworld.base_policy import load_build_info
