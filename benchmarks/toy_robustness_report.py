@@ -49,7 +49,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)  # rounding can leave [0, 1] by 1e-17
 
 
 def endpoint(run: dict, step: int) -> float | None:
@@ -181,7 +181,8 @@ def verdict_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
                 m, lo, hi = t_interval(diffs)
                 cells.append(f"{verdict(lo, hi)}: {fmt_ci(m, lo, hi)}")
             point, lo, hi = steps_to_interval(pairs)
-            fast = ("supported" if hi < budget else "not supported" if point is None or lo >= budget else "inconclusive")
+            fast = ("inconclusive (too few seeds)" if len(pairs) < 2 else "supported" if hi < budget
+                    else "not supported" if point is None or lo >= budget else "inconclusive")
             speed = f", {budget / point:.1f}x" if point else ""
             cells.append(f"{fast}: {point if point is not None else 'not reached'} [{lo:.0f}, {hi:.0f}]{speed}")
             lines.append(f"| {base} | {arm} | {len(pairs)} | " + " | ".join(cells) + " |")
