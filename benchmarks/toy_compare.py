@@ -40,9 +40,10 @@ logger = logging.getLogger("toy_compare")
 METHODS: dict[str, list[str]] = {
     "grpo": ["--method", "grpo"],
     "sd": ["--method", "sd"],
-    "antisd": ["--method", "antisd"],
-    "antisd_nogate": ["--method", "antisd", "--gate", "none"],
-    "antisd_rkl": ["--method", "antisd", "--token_signal", "antisd_rkl"],
+    # the paper's configurations: the built-in default carries a guard (token_term_rollouts: correct)
+    "antisd": ["--method", "antisd", "--token_term_rollouts", "all"],
+    "antisd_nogate": ["--method", "antisd", "--token_term_rollouts", "all", "--gate", "none"],
+    "antisd_rkl": ["--method", "antisd", "--token_term_rollouts", "all", "--token_signal", "antisd_rkl"],
 }
 
 

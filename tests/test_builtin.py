@@ -31,16 +31,21 @@ def test_default_argv_parses_into_the_canonical_config():
     assert model_args.model_name_or_path == "toyworld" and data_cfg.dataset_name == "toyworld"
     assert (config.method, config.token_signal, config.gate, config.lambda_max) == ("antisd", "antisd", "teacher_entropy", 0.5)
     assert config.gate_down_ratio == 0.93 and config.composition == "additive"
+    assert config.token_term_rollouts == "correct"  # the guard the robustness study chose (docs/benchmarks.md)
     assert config.context_config.template.endswith("feedback : {feedback} .")
+    *_, canonical = build_train_args(train_inputs(default_train_argv() + ["--token_term_rollouts", "all"]))
+    assert canonical.token_term_rollouts == "all"  # the paper's canonical AntiSD, one flag away
 
 
-@pytest.mark.parametrize("method, signal, gate", [("sd", "sd", "none"), ("antisd", "antisd", "teacher_entropy")])
-def test_method_switch_on_the_default_takes_that_methods_gate(method, signal, gate):
-    """`antisd train --method sd` must be the paper's ungated SD, not SD behind AntiSD's gate."""
+@pytest.mark.parametrize("method, signal, gate, rollouts", [("sd", "sd", "none", "all"),
+                                                          ("antisd", "antisd", "teacher_entropy", "correct")])
+def test_method_switch_on_the_default_takes_that_methods_gate(method, signal, gate, rollouts):
+    """`antisd train --method sd` must be the paper's SD: ungated, on every rollout, not SD behind AntiSD's
+    gate or guard."""
     from antisd.cli import build_train_args, train_inputs
 
     *_, config = build_train_args(train_inputs(default_train_argv() + ["--method", method]))
-    assert (config.token_signal, config.gate) == (signal, gate)
+    assert (config.token_signal, config.gate, config.token_term_rollouts) == (signal, gate, rollouts)
 
 
 def test_toy_dataset_file_is_valid_training_data(tmp_path):
