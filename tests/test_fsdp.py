@@ -29,13 +29,14 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from launch_helpers import free_port
 import torch
 
 from antisd.cli import RECIPES_DIR
 
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_train.py"
 RECIPE = RECIPES_DIR / "accelerate" / "fsdp2_8gpu.yaml"
-PORT = "29527"
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
@@ -54,7 +55,7 @@ def _fsdp(model, out, *extra):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate CLI not found next to the interpreter"
     cmd = [accelerate, "launch", "--config_file", str(RECIPE), "--num_processes", "2", "--mixed_precision", "no",
-           "--main_process_port", PORT, str(SCRIPT), str(model), str(out), *extra]
+           "--main_process_port", free_port(), str(SCRIPT), str(model), str(out), *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     result = json.loads((Path(out) / "result.json").read_text())

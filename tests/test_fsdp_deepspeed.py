@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from launch_helpers import free_port
+
 pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
 
 from antisd.cli import RECIPES_DIR  # noqa: E402
@@ -36,7 +38,7 @@ def _zero3(model, out, *extra):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("DS_ACCELERATOR", "cpu")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(RECIPE), "--num_processes", "2",
-           "--mixed_precision", "no", "--main_process_port", "29528", str(SCRIPT), str(model), str(out),
+           "--mixed_precision", "no", "--main_process_port", free_port(), str(SCRIPT), str(model), str(out),
            "--no-use-cpu", *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]

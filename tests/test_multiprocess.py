@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from launch_helpers import free_port
+
 SCRIPT = Path(__file__).parent / "scripts" / "mp_contexts.py"
 
 
@@ -34,7 +36,7 @@ def test_two_processes_pick_the_same_contexts_as_one(tiny_model_path, tmp_path):
     # `accelerate launch --cpu` runs several processes only through mpirun; --multi_gpu uses
     # torchrun, and on a machine without CUDA accelerate then picks MULTI_CPU with gloo.
     _run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
           SCRIPT, tiny_model_path, tmp_path / "two", "6"], env)
     one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
     assert len(one) == len(two) == 12
