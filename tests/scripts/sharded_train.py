@@ -162,6 +162,12 @@ def main(argv=None) -> None:
             "fsdp_version": getattr(fsdp, "fsdp_version", None), "log": log,
             "max_abs_u": max(m[0] for m in per_process), "token_term_calls": [int(m[1]) for m in per_process],
         }, indent=1))
+    # a clean shutdown: every process waits for the main one's files, then leaves the process group
+    # (a rank that exits with the gloo group still up can die in teardown: "terminate called without an
+    # active exception", seen in full-suite CI runs)
+    tr.accelerator.wait_for_everyone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
