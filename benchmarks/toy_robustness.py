@@ -38,20 +38,27 @@ logger = logging.getLogger("toy_robustness")
 
 # arm -> extra `antisd train` flags on top of the built-in default. Every arm states the settings it is
 # about (the built-in default may carry a guard: recipes/toy/antisd.yaml), so "antisd" stays canonical.
-CANONICAL = ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "none"]
+
+
+def _antisd(rollouts: str = "all", centering: str = "none", *extra: str, method: str = "antisd") -> list[str]:
+    """Flags of a token-term arm: which rollouts carry the term (Eq. 12), its centering (Eq. 10-11), extras."""
+    return ["--method", method, "--token_term_rollouts", rollouts, "--token_term_centering", centering, *extra]
+
+
+CANONICAL = _antisd()
 ARMS: dict[str, list[str]] = {
     "grpo": ["--method", "grpo"],
     "antisd": CANONICAL,
-    "antisd_nogate": [*CANONICAL, "--gate", "none"],
-    "sd": ["--method", "sd", "--token_term_rollouts", "all", "--token_term_centering", "none"],
+    "antisd_nogate": _antisd("all", "none", "--gate", "none"),
+    "sd": _antisd(method="sd"),
     # guards (docs/method.md Eq. 9-11), as pre-stated in docs/benchmarks.md
-    "antisd_2sided": [*CANONICAL, "--gate_ceiling_ratio", str(1 / 0.93)],
-    "antisd_seqcenter": ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "sequence"],
-    "antisd_batchcap": ["--method", "antisd", "--token_term_rollouts", "all", "--token_term_centering", "batch_cap"],
+    "antisd_2sided": _antisd("all", "none", "--gate_ceiling_ratio", str(1 / 0.93)),
+    "antisd_seqcenter": _antisd("all", "sequence"),
+    "antisd_batchcap": _antisd("all", "batch_cap"),
     # added after the mechanism was measured (docs/method.md Eq. 12)
-    "antisd_correct": ["--method", "antisd", "--token_term_rollouts", "correct", "--token_term_centering", "none"],
+    "antisd_correct": _antisd("correct"),
 }
-CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, [*CANONICAL, "--reset_gate_on_resume", "true"])}
+CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, _antisd("all", "none", "--reset_gate_on_resume", "true"))}
 
 
 def parse_base(spec: str) -> tuple[str, str, dict]:
