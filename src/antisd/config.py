@@ -293,11 +293,13 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         """The guards against token-term exploitation this run uses (docs/method.md Eq. 9-12), in words."""
         if not self.uses_teacher:
             return "none (no token term)"
-        on = [text for text, used in (
-            ("token term on correct rollouts only (Eq. 12)", self.token_term_rollouts == "correct"),
-            (f"token term centering {self.token_term_centering} (Eq. 10-11)", self.token_term_centering != "none"),
-            (f"two-sided gate, ceiling {self.gate_ceiling_ratio or 0:.4g} x H_warm (Eq. 9)", self.gate_ceiling_ratio is not None),
-        ) if used]
+        on: list[str] = []
+        if self.token_term_rollouts == "correct":
+            on.append("token term on correct rollouts only (Eq. 12)")
+        if self.token_term_centering != "none":
+            on.append(f"token term centering {self.token_term_centering} (Eq. 10-11)")
+        if self.gate_ceiling_ratio is not None:
+            on.append(f"two-sided gate, ceiling {self.gate_ceiling_ratio:.4g} x H_warm (Eq. 9)")
         return "; ".join(on) if on else "none (the paper's configuration)"
 
     def use_canonical_columns(self) -> dict[str, tuple[str | None, str]]:
