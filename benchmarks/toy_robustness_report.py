@@ -64,6 +64,12 @@ def curve(run: dict) -> tuple[list[int], list[float]]:
     return [s for s, _ in pts], [a for _, a in pts]
 
 
+def peak_step(run: dict) -> int:
+    """The curve step of the highest held-out accuracy (the first, on ties)."""
+    steps, accs = curve(run)
+    return steps[max(range(len(accs)), key=accs.__getitem__)]
+
+
 def auc(run: dict) -> float:
     steps, accs = curve(run)
     area = sum((steps[i + 1] - steps[i]) * (accs[i] + accs[i + 1]) / 2 for i in range(len(steps) - 1))
@@ -202,7 +208,7 @@ def monitor_rows(runs, bases: list[str], arms: list[str]) -> list[str]:
             flags = {id(r): [h["step"] for h in r["history"] if h.get("monitor/exploit", 0) > 0] for r in rs}
             bad, good = [r for r in rs if collapsed(r)], [r for r in rs if not collapsed(r)]
             firsts = [flags[id(r)][0] for r in bad if flags[id(r)]]
-            peaks = [curve(r)[0][max(range(len(curve(r)[1])), key=curve(r)[1].__getitem__)] for r in bad]
+            peaks = [peak_step(r) for r in bad]
             share = [len(flags[id(r)]) / max(1, sum("monitor/exploit" in h for h in r["history"])) for r in good]
             lines.append(f"| {base} | {arm} | {sum(bool(flags[id(r)]) for r in bad)}/{len(bad)} | "
                          f"{statistics.median(firsts) if firsts else '—'} | {statistics.median(peaks) if peaks else '—'} | "

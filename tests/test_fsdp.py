@@ -29,11 +29,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from launch_helpers import free_port
 import torch
 
 from antisd.cli import RECIPES_DIR
+from launch_helpers import free_port
 
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_train.py"
 RECIPE = RECIPES_DIR / "accelerate" / "fsdp2_8gpu.yaml"

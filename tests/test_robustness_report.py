@@ -78,3 +78,8 @@ def test_report_end_to_end_on_synthetic_runs(rep, tmp_path):
     # monitor: the collapsed run flagged at 150, its curve peaked at step 100; 1 of 2 healthy runs flagged, 1 of 200 steps
     assert "| A | antisd | 1/1 | 150 | 100 | 1/2 | 0.003 |" in text
     assert (tmp_path / "curves.png").exists() and (tmp_path / "mechanism_A_antisd.png").exists()
+
+
+def test_peak_step_is_the_first_highest_curve_point(rep):
+    assert rep.peak_step(_run("A", "antisd", 0, [0.2, 0.5, 0.1, 0.5])) == 100
+    assert rep.peak_step(_run("A", "antisd", 0, [0.6, 0.5, 0.1])) == 0
