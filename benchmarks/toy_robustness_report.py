@@ -306,18 +306,23 @@ def plot_mechanism(runs, base: str, arm: str, path: Path) -> bool:
     return True
 
 
-def continual_rows(runs, bases: list[str]) -> list[str]:
-    lines = ["| base | seeds | AntiSD from GRPO@200, step 300 | GRPO, step 300 | difference [95% CI] |", "|---|---|---|---|---|"]
+def continual_rows(runs, bases: list[str], steps: tuple[int, ...] = (250, 300)) -> list[str]:
+    """AntiSD resumed from each GRPO run's checkpoint-200 vs the same GRPO run, paired by seed, at each of
+    ``steps`` (250: the paper's +50 steps, from the n = 512 curve; 300: +100, n = 2,048)."""
+    lines = ["| base | step | seeds | AntiSD from GRPO@200 | GRPO continued | difference [95% CI] |",
+             "|---|---|---|---|---|---|"]
     for base in bases:
         cont = runs.get((base, "antisd_from_grpo200"), {})
         grpo = runs.get((base, "grpo"), {})
-        seeds = sorted(s for s in cont if s in grpo and endpoint(grpo[s], 300) is not None)
-        if not seeds:
-            continue
-        a = [endpoint(cont[s], 300) for s in seeds]
-        g = [endpoint(grpo[s], 300) for s in seeds]
-        lines.append(f"| {base} | {len(seeds)} | {statistics.fmean(a):.3f} | {statistics.fmean(g):.3f} | "
-                     f"{fmt_ci(*t_interval([x - y for x, y in zip(a, g)]))} |")
+        for step in steps:
+            seeds = sorted(s for s in cont if s in grpo and endpoint(grpo[s], step) is not None
+                           and endpoint(cont[s], step) is not None)
+            if not seeds:
+                continue
+            a = [endpoint(cont[s], step) for s in seeds]
+            g = [endpoint(grpo[s], step) for s in seeds]
+            lines.append(f"| {base} | {step} | {len(seeds)} | {statistics.fmean(a):.3f} | {statistics.fmean(g):.3f} | "
+                         f"{fmt_ci(*t_interval([x - y for x, y in zip(a, g)]))} |")
     return lines
 
 

@@ -83,3 +83,18 @@ def test_report_end_to_end_on_synthetic_runs(rep, tmp_path):
 def test_peak_step_is_the_first_highest_curve_point(rep):
     assert rep.peak_step(_run("A", "antisd", 0, [0.2, 0.5, 0.1, 0.5])) == 100
     assert rep.peak_step(_run("A", "antisd", 0, [0.6, 0.5, 0.1])) == 0
+
+
+def test_continual_rows_pair_by_seed_at_each_step(rep):
+    def run(arm, seed, a250, a300):
+        r = _run("A", arm, seed, [])
+        r["curve"] = [{"step": 250, "kind": "acc", "n": 512, "acc": a250},
+                      {"step": 300, "kind": "acc", "n": 512, "acc": 0.0},
+                      {"step": 300, "kind": "big", "n": 2048, "acc": a300}]
+        return r
+    runs = {("A", "grpo"): {0: run("grpo", 0, 0.30, 0.40), 1: run("grpo", 1, 0.32, 0.42), 2: run("grpo", 2, 0.5, 0.5)},
+            ("A", "antisd_from_grpo200"): {0: run("c", 0, 0.31, 0.38), 1: run("c", 1, 0.35, 0.40)}}
+    rows = rep.continual_rows(runs, ["A"])[2:]
+    assert len(rows) == 2 and rows[0].startswith("| A | 250 | 2 | 0.330 | 0.310 |")
+    # step 300 reads the n = 2,048 point, not the curve's 0.0; paired differences -0.02, -0.02
+    assert rows[1].startswith("| A | 300 | 2 | 0.390 | 0.410 |") and "-0.020" in rows[1]
