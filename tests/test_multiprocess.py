@@ -15,8 +15,14 @@ from launch_helpers import free_port
 SCRIPT = Path(__file__).parent / "scripts" / "mp_contexts.py"
 
 
-def _run(cmd, env):
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+def _run(cmd, env, out):
+    for attempt in range(2):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        # One relaunch, only for gloo's teardown abort (as in tests/test_fsdp.py: seen in full-suite CI
+        # runs on 2-core machines); any other failure, or a second one, fails the test.
+        if res.returncode == 0 or attempt or "terminate called without an active exception" not in res.stderr:
+            break
+        shutil.rmtree(out, ignore_errors=True)
     assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stderr[-4000:]}"
 
 
@@ -32,12 +38,12 @@ def test_two_processes_pick_the_same_contexts_as_one(tiny_model_path, tmp_path):
     assert accelerate, "accelerate CLI not found next to the interpreter"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     # 12 rollouts = 3 groups of 4: with 6 per rank, group 1 straddles rank 0 and rank 1.
-    _run([sys.executable, SCRIPT, tiny_model_path, tmp_path / "one", "12"], env)
+    _run([sys.executable, SCRIPT, tiny_model_path, tmp_path / "one", "12"], env, tmp_path / "one")
     # `accelerate launch --cpu` runs several processes only through mpirun; --multi_gpu uses
     # torchrun, and on a machine without CUDA accelerate then picks MULTI_CPU with gloo.
     _run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
-          SCRIPT, tiny_model_path, tmp_path / "two", "6"], env)
+          SCRIPT, tiny_model_path, tmp_path / "two", "6"], env, tmp_path / "two")
     one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
     assert len(one) == len(two) == 12
     for a, b in zip(one, two):
