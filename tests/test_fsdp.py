@@ -32,7 +32,7 @@ import pytest
 import torch
 
 from antisd.cli import RECIPES_DIR
-from launch_helpers import free_port
+from launch_helpers import free_port, run_relaunching_on_gloo_abort
 
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_train.py"
 RECIPE = RECIPES_DIR / "accelerate" / "fsdp2_8gpu.yaml"
@@ -53,18 +53,10 @@ def _one(model, out, *extra):
 def _fsdp(model, out, *extra):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate CLI not found next to the interpreter"
-    for attempt in range(2):
-        cmd = [accelerate, "launch", "--config_file", str(RECIPE), "--num_processes", "2", "--mixed_precision", "no",
-               "--main_process_port", free_port(), str(SCRIPT), str(model), str(out), *extra]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
-        # One relaunch, only for gloo's own abort ("terminate called without an active exception", a
-        # std::thread torn down while joinable), seen in about one full-suite run in two on 2-core CI
-        # machines and never in a run of this file alone; any other failure, or a second one, fails the test.
-        if (res.returncode == 0 or attempt or "--resume" in extra  # a resume's folder holds its checkpoint
-                or "terminate called without an active exception" not in res.stderr):
-            break
-        shutil.rmtree(out, ignore_errors=True)
-        Path(out).mkdir(parents=True, exist_ok=True)
+    res = run_relaunching_on_gloo_abort(
+        lambda: [accelerate, "launch", "--config_file", str(RECIPE), "--num_processes", "2", "--mixed_precision", "no",
+                 "--main_process_port", free_port(), str(SCRIPT), str(model), str(out), *extra],
+        _env(), out, relaunch="--resume" not in extra)  # a resume's folder holds its checkpoint
     assert res.returncode == 0, res.stderr[-4000:]
     result = json.loads((Path(out) / "result.json").read_text())
     assert (result["world_size"], result["distributed_type"], result["fsdp_version"]) == (2, "DistributedType.FSDP", 2)

@@ -4,25 +4,18 @@ with a GRPO group straddling the two ranks."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from launch_helpers import free_port
+from launch_helpers import free_port, run_relaunching_on_gloo_abort
 
 SCRIPT = Path(__file__).parent / "scripts" / "mp_contexts.py"
 
 
 def _run(cmd, env, out):
-    for attempt in range(2):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        # One relaunch, only for gloo's teardown abort (as in tests/test_fsdp.py: seen in full-suite CI
-        # runs on 2-core machines); any other failure, or a second one, fails the test.
-        if res.returncode == 0 or attempt or "terminate called without an active exception" not in res.stderr:
-            break
-        shutil.rmtree(out, ignore_errors=True)
+    res = run_relaunching_on_gloo_abort(lambda: cmd, env, out)
     assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stderr[-4000:]}"
 
 
