@@ -121,12 +121,14 @@ def test_pending_token_term_travels_through_trl_splitting_and_shuffling():
     teacher = torch.arange(B * T, dtype=torch.float32).view(B, T)
     ctx = torch.rand(B, T) > 0.3
     batch = {"completion_ids": torch.arange(B)[:, None].expand(B, T).clone(), "advantages": torch.arange(B).float()}
-    PendingTokenTerm(teacher_logps=teacher, ctx_mask=ctx, lam=0.25).put(batch)
+    correct = torch.arange(B) % 3 == 0
+    PendingTokenTerm(teacher_logps=teacher, ctx_mask=ctx, lam=0.25, correct=correct).put(batch)
     for chunk in split_tensor_dict(shuffle_sequence_dict(batch), 4):
         pending = PendingTokenTerm.take(chunk)
         rows = chunk["completion_ids"][:, 0]
         assert pending.lam == 0.25
         assert torch.equal(pending.teacher_logps, teacher[rows]) and torch.equal(pending.ctx_mask, ctx[rows])
+        assert torch.equal(pending.correct, correct[rows])
     assert PendingTokenTerm.take({"advantages": torch.zeros(2)}) is None
 
 
@@ -153,3 +155,63 @@ def test_nonfinite_log_probs_never_reach_an_advantage_and_are_counted():
     for i, j in ((0, 0), (1, 1), (3, 2)):
         if token_mask[i, j]:
             assert term.advantages[i, j] == pytest.approx(float(seq_adv[i]))
+
+
+@pytest.mark.parametrize("composition", ["additive", "multiplicative"])
+@pytest.mark.parametrize("centering", ["none", "sequence"])
+def test_token_term_size_against_a_float64_loop(composition, centering):
+    """token_term/size_ratio = mean |A_{i,t} - A_i^seq| / mean |A_i^seq| over the context tokens, recomputed in
+    float64 loops from Eq. 1, 4-6 (lambda delta' under Eq. 5, lambda delta' A_i^seq under Eq. 6); the
+    wrong-rollout shares over the scored tokens of rollouts marked incorrect."""
+    seq_adv, t, s, token_mask, ctx_mask = _case(6, B=6, T=15)
+    seq_adv = seq_adv.clone()
+    seq_adv[4] = 0.0  # an all-wrong group's rollout: Eq. 6 leaves it untouched, Eq. 5 does not
+    correct = torch.tensor([True, False, False, True, False, True])
+    lam = 0.5
+    term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=lam,
+                                  composition=composition, centering=centering)
+    st = {k: (n / d).item() for k, (n, d) in token_term_statistics(term, token_mask=token_mask,
+                                                                    rollout_correct=correct).items()}
+    ref = _reference(seq_adv, t, s, token_mask, ctx_mask, lam, centering, composition)
+    num = den = n = 0.0
+    wrong_nonzero = wrong_abs = wrong_n = 0.0
+    for i in range(6):
+        for j in range(15):
+            if not token_mask[i, j]:
+                continue
+            tt = abs(float(ref[i, j]) - float(seq_adv[i])) if ctx_mask[i, j] else 0.0
+            if ctx_mask[i, j]:
+                num, den, n = num + tt, den + abs(float(seq_adv[i])), n + 1
+            if not correct[i]:
+                wrong_n += 1
+                wrong_abs += tt
+                wrong_nonzero += tt > 1e-9
+    assert st["token_term/size_ratio"] == pytest.approx(num / den, rel=1e-4)
+    assert st["token_term/abs_mean"] == pytest.approx(num / n, rel=1e-4)
+    assert st["token_term/active"] == 1.0
+    assert st["token_term/wrong_abs_mean"] == pytest.approx(wrong_abs / wrong_n, rel=1e-4)
+    assert st["token_term/wrong_nonzero_frac"] == pytest.approx(wrong_nonzero / wrong_n)
+    if composition == "multiplicative":  # inert where A_i^seq = 0
+        assert torch.all(term.token_term[4] == 0)
+    else:
+        assert torch.any(term.token_term[4] != 0) or not ctx_mask[4].any()
+    # lambda = 0 (the gate off): the term is exactly 0 and inactive, whatever the signal
+    off = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=ctx_mask, lam=0.0,
+                                 composition=composition, centering=centering)
+    st0 = {k: (n / d).item() for k, (n, d) in token_term_statistics(off, token_mask=token_mask).items()}
+    assert st0["token_term/active"] == 0.0 and st0["token_term/size_ratio"] == 0.0
+    assert "token_term/wrong_abs_mean" not in st0  # only with rollout_correct
+
+
+def test_token_term_size_is_the_hand_value_on_a_small_case():
+    """Two rollouts, additive, lambda 0.5: by hand, u = (-2, 0, 1) and (0,), delta = -phi(u)."""
+    t = torch.tensor([[-3.0, -1.0, -0.5], [-1.0, 0.0, 0.0]])
+    s = torch.tensor([[-1.0, -1.0, -1.5], [-1.0, 0.0, 0.0]])
+    token_mask = torch.tensor([[True, True, True], [True, False, False]])
+    seq_adv = torch.tensor([1.0, -0.5])
+    term = token_level_advantages(seq_adv, t, s, token_mask=token_mask, ctx_mask=token_mask, lam=0.5)
+    st = {k: (n / d).item() for k, (n, d) in token_term_statistics(term, token_mask=token_mask).items()}
+    phi = lambda u: 0.5 * (math.log1p(math.exp(u)) - math.log(2.0))  # noqa: E731
+    sizes = [abs(0.5 * -phi(u)) for u in (-2.0, 0.0, 1.0, 0.0)]
+    assert st["token_term/size_ratio"] == pytest.approx(sum(sizes) / (3 * 1.0 + 0.5), rel=1e-6)
+    assert st["token_term/abs_mean"] == pytest.approx(sum(sizes) / 4, rel=1e-6)

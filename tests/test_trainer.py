@@ -20,6 +20,8 @@ TEACHER_METRICS = [
     "student/perplexity", "pmi/mean", "pmi/neg_frac", "signal/mean", "signal/pos_mass_frac",
     "adv/nonzero_token_frac", "gate/on", "gate/lambda", "gate/statistic", "context/sibling_frac",
     "context/dataset_frac", "context/answer_frac", "context/none_frac", "context/masked_rollout_frac",
+    "token_term/size_ratio", "token_term/abs_mean", "token_term/active", "token_term/wrong_nonzero_frac",
+    "token_term/wrong_abs_mean",
 ]
 ALWAYS_METRICS = ["reward", "accuracy", "completions/mean_length", "deliberation/token_frac", "loss"]
 
@@ -237,3 +239,21 @@ def test_correct_only_token_term_leaves_wrong_rollouts_their_grpo_advantage(tiny
     for i in wrong_rows.tolist():
         m = seen["mask"][i]
         assert torch.equal(seen["adv"][i][m], seen["seq"][i].expand(int(m.sum())))
+
+
+@pytest.mark.parametrize("rollouts", ["all", "correct"])
+def test_token_term_size_is_logged_and_zero_on_wrong_rollouts_under_the_guard(tiny_model_path, tmp_path, rollouts):
+    """token_term/* reach the logged history every step: with the gate off the term is active; under the
+    correct-rollouts guard (Eq. 12) it never touches a wrong rollout, without it it does."""
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", gate="none", token_term_rollouts=rollouts,
+                      max_steps=2)
+    tr.train()
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    for h in logs:
+        assert h["token_term/active"] == 1.0 and h["token_term/abs_mean"] > 0
+        assert h["token_term/size_ratio"] > 0 or math.isnan(h["token_term/size_ratio"])
+        if rollouts == "correct":
+            assert h["token_term/wrong_nonzero_frac"] == 0.0 and h["token_term/wrong_abs_mean"] == 0.0
+    if rollouts == "all":
+        assert any(h["token_term/wrong_nonzero_frac"] > 0 for h in logs)

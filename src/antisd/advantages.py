@@ -5,6 +5,8 @@ Eq. 1-6, 10-11): one pure function that both trainer paths call, and the statist
     delta_t   = signal(u_t), 0 where the rollout has no context or the token is not scored
     delta'_t  = centering(delta)_t                          Eq. 10-11 (``none`` in the paper)
     A_{i,t}   = composition(A_i^seq, delta'_{i,t}, lambda)  Eq. 5-6, 0 outside the token mask
+    term_{i,t} = A_{i,t} - A_i^seq on context tokens        the token term as it reached the advantage
+                                                          (lambda delta' for Eq. 5, lambda delta' A_i^seq for Eq. 6)
 
 Shapes: B rollouts, T completion tokens. Pure torch: no TRL, no I/O, no logging. Statistics are
 returned as (numerator, denominator) pairs of 0-d tensors so that a trainer can sum them over
@@ -32,6 +34,16 @@ class TokenTerm:
     applied: torch.Tensor  # delta after centering: what enters the composition
     ctx_mask: torch.Tensor  # (B, T) bool: scored context tokens whose t_t and s_t are finite
     n_nonfinite: torch.Tensor  # 0-d: context tokens dropped because t_t or s_t was NaN/inf
+    seq_adv: torch.Tensor | None = None  # (B,) float32: A_i^seq, what the composition started from
+
+    @property
+    def token_term(self) -> torch.Tensor:
+        """(B, T): A_{i,t} - A_i^seq on the context tokens (the tokens the token term touches), 0 elsewhere:
+        lambda * delta' under Eq. 5, lambda * delta' * A_i^seq under Eq. 6 (0 where A_i^seq = 0)."""
+        if self.seq_adv is None:
+            raise ValueError("TokenTerm.token_term needs seq_adv (token_level_advantages sets it)")
+        diff = self.advantages - self.seq_adv.to(self.advantages.dtype)[:, None]
+        return torch.where(self.ctx_mask, diff, torch.zeros_like(diff))
 
 
 def token_level_advantages(
@@ -62,7 +74,7 @@ def token_level_advantages(
     applied = center_token_term(delta, ctx_mask, centering)  # (B, T)
     adv = compose_advantages(seq_adv, applied, token_mask, lam, composition)  # (B, T)
     return TokenTerm(advantages=adv, u=u, delta=delta, applied=applied, ctx_mask=ctx_mask,
-                     n_nonfinite=(wanted & ~ctx_mask).sum())
+                     n_nonfinite=(wanted & ~ctx_mask).sum(), seq_adv=seq_adv.detach().float())
 
 
 def _pair(num: torch.Tensor, den: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,6 +87,7 @@ def token_term_statistics(
     token_mask: torch.Tensor,
     student_entropy: torch.Tensor | None = None,
     fork_quantile: float = FORK_QUANTILE,
+    rollout_correct: torch.Tensor | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Metric name -> (numerator, denominator); the metric is sum(numerators) / sum(denominators).
 
@@ -87,6 +100,16 @@ def token_term_statistics(
     fork/* and nonfork/* (with ``student_entropy``) u and delta on the top ``fork_quantile`` of
                                                   context tokens by student entropy vs the rest;
                                                   fork/signal_mass_frac is their share of |delta|
+    token_term/size_ratio                         the token term against the sequence advantage: mean
+                                                  |A_{i,t} - A_i^seq| / mean |A_i^seq| over the context
+                                                  tokens (the tokens the term touches); NaN when
+                                                  A_i^seq = 0 on all of them
+    token_term/abs_mean                           mean |A_{i,t} - A_i^seq| over the context tokens
+    token_term/active                             1 when the term is non-zero on some token, else 0
+                                                  (summed over processes: the share of them)
+    token_term/wrong_nonzero_frac,                (with ``rollout_correct``, (B,) bool) over the scored
+    token_term/wrong_abs_mean                     tokens of incorrect rollouts: the share where the term
+                                                  is non-zero, and its mean absolute size
     """
     token_mask = token_mask.bool()
     ctx_mask = term.ctx_mask  # (B, T)
@@ -104,6 +127,17 @@ def token_term_statistics(
         "adv/nonzero_token_frac": _pair(((term.advantages != 0).float() * token_mask).sum(), token_mask.float().sum()),
         "pmi/nonfinite_frac": _pair(term.n_nonfinite, n_ctx + term.n_nonfinite),
     }
+    if term.seq_adv is not None:
+        tt = term.token_term.abs()  # (B, T), 0 outside ctx_mask
+        seq_abs = term.seq_adv.abs()[:, None].expand_as(f)  # (B, T)
+        out["token_term/size_ratio"] = _pair(tt.sum(), (seq_abs * f).sum())
+        out["token_term/abs_mean"] = _pair(tt.sum(), n_ctx)
+        out["token_term/active"] = _pair((tt > 0).any().float(), torch.ones((), device=tt.device))
+        if rollout_correct is not None:
+            wrong = token_mask & ~rollout_correct.bool().to(token_mask.device)[:, None]  # (B, T)
+            w = wrong.float()
+            out["token_term/wrong_nonzero_frac"] = _pair(((tt > 0).float() * w).sum(), w.sum())
+            out["token_term/wrong_abs_mean"] = _pair((tt * w).sum(), w.sum())
     if student_entropy is not None:  # the same keys on every process (they are summed across processes)
         keep = ctx_mask & torch.isfinite(student_entropy)  # (B, T)
         ent = student_entropy.float()

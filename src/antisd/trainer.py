@@ -94,18 +94,21 @@ class PendingTokenTerm:
     teacher_logps: torch.Tensor
     ctx_mask: torch.Tensor
     lam: float
+    correct: torch.Tensor | None = None  # (B,) bool: the verifier's verdict per rollout (for the term's statistics)
 
-    KEYS = ("antisd_teacher_logps", "antisd_ctx_mask", "antisd_lambda")
+    KEYS = ("antisd_teacher_logps", "antisd_ctx_mask", "antisd_lambda", "antisd_correct")
 
     def put(self, batch: dict) -> None:
         batch.update(zip(self.KEYS, (self.teacher_logps, self.ctx_mask, torch.tensor(float(self.lam)))))
+        if self.correct is not None:
+            batch[self.KEYS[3]] = self.correct
 
     @classmethod
     def take(cls, batch: dict) -> PendingTokenTerm | None:
         if cls.KEYS[0] not in batch:
             return None
-        t, c, lam = (batch[k] for k in cls.KEYS)
-        return cls(teacher_logps=t, ctx_mask=c, lam=float(lam))
+        t, c, lam = (batch[k] for k in cls.KEYS[:3])
+        return cls(teacher_logps=t, ctx_mask=c, lam=float(lam), correct=batch.get(cls.KEYS[3]))
 
 
 def deliberation_token_ids(tokenizer, words: list[str]) -> set[int]:
@@ -449,7 +452,8 @@ class AntiSDTrainer(GRPOTrainer):
         h_mean, h_median, stat = self._gate_statistic(t_ent, ctx_mask, s_logps, token_mask)
         lam = self.gate.update(stat)
         self._log_gate_metrics(h_mean, h_median, stat, lam)
-        pending = PendingTokenTerm(teacher_logps=t_logps, ctx_mask=ctx_mask, lam=float(lam))
+        pending = PendingTokenTerm(teacher_logps=t_logps, ctx_mask=ctx_mask, lam=float(lam),
+                                   correct=(rewards >= a.correct_threshold).to(token_mask.device))
         if s_logps is None:
             # Lazy path: the loss's own forward supplies the student log-probs (see _compute_loss).
             pending.put(output)
@@ -468,7 +472,8 @@ class AntiSDTrainer(GRPOTrainer):
             lam=pending.lam, signal=a.token_signal, composition=a.composition, centering=a.token_term_centering,
         )
         stats = token_term_statistics(term, token_mask=token_mask,
-                                      student_entropy=None if s_ent is None else s_ent.detach())
+                                      student_entropy=None if s_ent is None else s_ent.detach(),
+                                      rollout_correct=pending.correct)
         self._log_ratios(stats)
         return term.advantages.to(seq_adv.device)
 
