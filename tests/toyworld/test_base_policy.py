@@ -127,3 +127,55 @@ def test_the_default_base_policy_ships_and_belongs_to_the_recipe(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     assert model.num_parameters() == info["n_parameters"] and tok.eos_token is not None
+
+
+def test_every_shipped_build_has_its_recorded_checksum_and_recipe():
+    """Each folder under resources/toy_base is a build of a named recipe whose weights have the sha256 that
+    SHIPPED_SHA256 records (S: default, A0: a0), and a damaged file is refused, naming both checksums."""
+    from antisd.toyworld.base_policy import SHIPPED_DIR, SHIPPED_SHA256, load_build_info, recipe, weights_sha256
+
+    folders = sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir())
+    assert folders == sorted(SHIPPED_SHA256)
+    for name in folders:
+        assert weights_sha256(SHIPPED_DIR / name) == SHIPPED_SHA256[name], name
+    assert recipe("default").name in folders and recipe("a0").name in folders
+    a0 = load_build_info(SHIPPED_DIR / recipe("a0").name)
+    assert a0["recipe"]["sft_steps"] == 1000 and a0["heldout"]["eval/accuracy"] == pytest.approx(0.197, abs=0.001)
+
+
+def test_a_damaged_shipped_build_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    import antisd.toyworld.base_policy as bp
+
+    config = bp.recipe("a0")
+    fake = tmp_path / "toy_base"
+    shutil.copytree(bp.SHIPPED_DIR / config.name, fake / config.name)
+    with open(fake / config.name / "model.safetensors", "r+b") as fh:
+        fh.seek(-1, 2)
+        last = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([last[0] ^ 1]))
+    monkeypatch.setattr(bp, "SHIPPED_DIR", fake)
+    with pytest.raises(RuntimeError, match=f"SHIPPED_SHA256\\['{config.name}'\\] records {bp.SHIPPED_SHA256[config.name]}"):
+        bp.ensure_base_policy(config, cache_dir=tmp_path / "cache")
+
+
+def test_the_shipped_build_wins_over_a_cached_one(tmp_path):
+    """A cache holding another build of a shipped recipe (made on another CPU) is not used: every machine trains
+    from the shipped weights; --force still builds into the cache."""
+    from antisd.toyworld.base_policy import BUILD_INFO, SHIPPED_DIR, ensure_base_policy, recipe
+
+    config = recipe("a0")
+    cached = tmp_path / config.name
+    cached.mkdir()
+    (cached / BUILD_INFO).write_text("{}")
+    assert ensure_base_policy(config, cache_dir=tmp_path) == SHIPPED_DIR / config.name
+
+
+def test_named_recipes_a0_and_search():
+    from antisd.toyworld.base_policy import ToyBaseConfig, recipe
+
+    assert recipe("a0") == ToyBaseConfig(sft_steps=1000)
+    assert recipe("search").traces.privileged_style == "search" and recipe("search").sft_steps == 2000
+    assert recipe("search") == recipe("default", privileged_style="search")

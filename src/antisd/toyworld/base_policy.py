@@ -40,6 +40,13 @@ from antisd.toyworld.traces import ToyTraceConfig, sft_example
 logger = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "resources" / "toy_base"  # package data
+# sha256 of the weights (model.safetensors) of each shipped build; shipped_base_policy checks it, so every
+# machine trains from these exact weights. S: the default recipe; A0: recipe "a0" (the 1,000-step default of
+# before, 0.197 held-out; docs/toyworld.md).
+SHIPPED_SHA256 = {
+    "toybase-commit-7bcae44ced1b": "91302accc642be1ef13a1b0415a4044ed64aecc81f2b11f20e07a1e2d917497b",
+    "toybase-commit-feb26b9dcbe8": "72162022970a755fe993a88a4bc48143e77e348c1d79da62504ac0a71fcbacb9",
+}
 RECIPE_VERSION = 2  # bump when trace writing, model building or evaluation changes meaning
 BUILD_INFO = "build_info.json"
 STALE_BUILD_AGE_S = 2 * 24 * 3600.0  # a temporary build folder this old is removed even if its pid is in use
@@ -162,12 +169,21 @@ def load_build_info(path: str | Path) -> dict:
     return json.loads((Path(path) / BUILD_INFO).read_text())
 
 
+def weights_sha256(folder: str | Path) -> str:
+    """sha256 of a saved base policy's weights (``model.safetensors``)."""
+    h = hashlib.sha256()
+    with open(Path(folder) / "model.safetensors", "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def shipped_base_policy(config: ToyBaseConfig) -> Path | None:
     """The build of ``config`` that ships with antisd (``antisd/resources/toy_base/<name>``), if there is one.
 
-    The default recipe's base policy ships (weights, tokenizer, build info: ~1.7 MB), so every machine
-    starts from the same model: the recipe rebuilds it, but SFT on another CPU's float kernels gives
-    other weights (and, at 1,000 SFT steps, held-out accuracies from 0.20 to 0.42; docs/toyworld.md).
+    The base policies the docs use ship (weights, tokenizer, build info: ~1.7 MB each; ``SHIPPED_SHA256``), so
+    every machine starts from the same model: the recipe rebuilds them, but SFT on another CPU's float kernels
+    gives other weights (and, at 1,000 SFT steps, held-out accuracies from 0.20 to 0.42; docs/toyworld.md).
     """
     folder = SHIPPED_DIR / config.name
     if not (folder / BUILD_INFO).exists():
@@ -175,22 +191,28 @@ def shipped_base_policy(config: ToyBaseConfig) -> Path | None:
     if load_build_info(folder).get("recipe_hash") != config.recipe_hash:
         raise RuntimeError(f"the shipped base policy {folder} does not belong to recipe {config.recipe_hash}: "
                            "rebuild it (python -m antisd.toyworld.base_policy --force) and ship the result")
+    want, got = SHIPPED_SHA256.get(config.name), weights_sha256(folder)
+    if want != got:
+        raise RuntimeError(f"the shipped base policy {folder}: model.safetensors has sha256 {got}, "
+                           f"SHIPPED_SHA256[{config.name!r}] records {want}: the file is damaged or was replaced "
+                           "without recording its checksum")
     return folder
 
 
 def ensure_base_policy(config: ToyBaseConfig | None = None, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
-    """The base policy of ``config``: the cached build, else the shipped one (``shipped_base_policy``),
-    else a build made now (or always, with ``force``) into the cache."""
+    """The base policy of ``config``: the build shipped with antisd (``shipped_base_policy``), else the cached
+    build, else a build made now into the cache. ``force`` always builds anew (into the cache). The shipped build
+    wins over a cached one of the same recipe: a build made on another CPU has other weights."""
     config = config or ToyBaseConfig()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache_dir / config.name
-    if (target / BUILD_INFO).exists() and not force:
-        logger.info("toy base policy cached at %s", target)
-        return target
     shipped = None if force else shipped_base_policy(config)
     if shipped is not None:
         logger.info("toy base policy %s: the build shipped with antisd (%s)", config.name, shipped)
         return shipped
+    if (target / BUILD_INFO).exists() and not force:
+        logger.info("toy base policy cached at %s", target)
+        return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_builds(cache_dir)
     tmp = cache_dir / f".tmp-{config.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -378,11 +400,22 @@ def _load() -> float:
         return float("nan")
 
 
-RECIPES = {"default": ToyBaseConfig, "tiny": ToyBaseConfig.tiny}
+def _a0(**overrides) -> ToyBaseConfig:
+    """Base A0 of docs/benchmarks.md: the default recipe of before (1,000 SFT steps), seed 0; ships."""
+    return ToyBaseConfig(**{"sft_steps": 1000, **overrides})
+
+
+def _search(**overrides) -> ToyBaseConfig:
+    """The default recipe with the ``search`` privileged style (u ~ 0 on deliberation by design; docs/toyworld.md)."""
+    cfg = ToyBaseConfig(**overrides)
+    return dataclasses.replace(cfg, traces=dataclasses.replace(cfg.traces, privileged_style="search"))
+
+
+RECIPES = {"default": ToyBaseConfig, "tiny": ToyBaseConfig.tiny, "a0": _a0, "search": _search}
 
 
 def recipe(name: str = "default", *, privileged_style: str | None = None, **overrides) -> ToyBaseConfig:
-    """A named recipe (``default`` or ``tiny``), optionally with another privileged style."""
+    """A named recipe (``default``, ``tiny``, ``a0``, ``search``), optionally with another privileged style."""
     if name not in RECIPES:
         raise ValueError(f"recipe={name!r}; valid: {sorted(RECIPES)}")
     cfg = RECIPES[name](**overrides)
