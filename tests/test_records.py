@@ -38,7 +38,8 @@ def _history():
         hist.append({"step": step, "loss": 0.1, "accuracy": step / 10, "gate/on": float(on),
                      "gate/lambda": 0.5 if on else 0.0, "pmi/mean": -0.1 * step,
                      "token_term/active": float(on), "token_term/size_ratio": 0.02 * on if step != 7 else math.nan,
-                     "token_term/abs_mean": 0.01 * on, "monitor/exploit": 1.0 if step == 9 else 0.0})
+                     "token_term/abs_mean": 0.01 * on, "token_term/wrong_nonzero_frac": 0.5 * on,
+                     "monitor/exploit": 1.0 if step == 9 else 0.0})
     hist.append({"step": 10, "train_runtime": 5.0})  # transformers' last entry: no loss, not a step
     return hist
 
@@ -83,6 +84,7 @@ def test_history_summary_against_hand_values():
     assert tt["size_ratio_mean"] == pytest.approx(0.04 / 9) and tt["size_ratio_undefined_steps"] == 1
     assert tt["size_ratio_mean_when_active"] == pytest.approx(0.02)
     assert tt["size_ratio_median"] == 0.0
+    assert tt["wrong_nonzero_frac"] == pytest.approx(0.15) and tt["wrong_nonzero_frac_when_active"] == 0.5
     # first 10% of 10 steps: [0, 1) holds no logged step; last 10%: steps 9 and 10
     assert s["accuracy"]["first10"] is None and s["accuracy"]["last10"] == pytest.approx(0.95)
     assert s["pmi/mean"]["last10"] == pytest.approx(-0.95)

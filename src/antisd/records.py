@@ -201,6 +201,8 @@ def history_summary(history: Sequence[dict]) -> dict[str, Any]:
             "size_ratio_mean_when_active": _mean([v for s, v in ratio if s in active_steps]),
             "abs_mean": _mean([v for _, v in _finite(steps, "token_term/abs_mean")]),
             "wrong_nonzero_frac": _mean([v for _, v in _finite(steps, "token_term/wrong_nonzero_frac")]),
+            "wrong_nonzero_frac_when_active": _mean([v for s, v in _finite(steps, "token_term/wrong_nonzero_frac")
+                                                     if s in active_steps]),
             "wrong_abs_mean": _mean([v for _, v in _finite(steps, "token_term/wrong_abs_mean")]),
             "size_ratio_undefined_steps": len(active) - len(ratio),
         }
