@@ -7,7 +7,9 @@ the toy world's plain prompts, templates and hyper-parameters never reach a real
 built-in names make the toy world usable from any config:
 
     model_name_or_path: toyworld        the toy base policy (shipped with antisd; another recipe is built on
-                        toyworld:tiny   first use and cached; tiny is a seconds-long one for smoke tests)
+                        toyworld:tiny   first use and cached; tiny is a seconds-long one for smoke tests;
+                        toyworld:a0     toyworld:a0 and toyworld:search, the weak base A0 and the search-style
+                        toyworld:search base of docs/benchmarks.md, ship as well)
     dataset_name:       toyworld        fresh training problems of the toy task families, written
                                         once to the cache as JSONL (id, problem, answer, solution)
 
