@@ -16,6 +16,8 @@ the search base"):
   them, the held-out problems in clusters of one equation, the same draw for both arms), collapses, and the
   token term's size (share of steps it is non-zero, its size against |A_seq|, its reach on wrong rollouts).
 - ``guard_control_verdicts``, ``claim1_search_verdicts``: the pre-stated decision rules applied.
+- ``claim1_pmi``: claim 1 per base from the PMI records of ``benchmarks/claim1_pmi.py`` (rollout-bootstrap
+  intervals) and its pre-stated verdict.
 - ``records``: what the records are (studies, runs, bases and their checksums, settings hashes, machines) and
   the held-out set's effective sample size (distinct problems and equations, not rows).
 """
@@ -280,11 +282,36 @@ def section_claim1_search_verdicts(records: list[dict]) -> list[str]:
         pairs_for(runs, "search", "antisd_correct") else _none_yet("claim1_search")
 
 
+def section_claim1_pmi(records: list[dict]) -> list[str]:
+    recs = {r["base_label"]: r for r in records if r.get("kind") == "pmi" and r["study"] == "claim1_pmi"}
+    if not recs:
+        return _none_yet("claim1_pmi")
+    lines = ["| base | privileged style | rollouts | base accuracy | deliberation after a failed try: mean u [95% CI] "
+             "(tokens, rollouts) | correct candidate: mean u [95% CI] (tokens, rollouts) | claim 1 |",
+             "|---|---|---|---|---|---|---|"]
+
+    def cell(c: dict) -> str:
+        if not c.get("n"):
+            return "none"
+        return f"{c['mean']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] ({c['n']}, {c['rollouts']})"
+
+    for name in [b for b in ("S", "A0", "search") if b in recs] + sorted(set(recs) - {"S", "A0", "search"}):
+        res = recs[name]["result"]
+        c1 = res["forms"]["answer"]["claim1"]
+        d, c = c1["deliberation_after_fail"], c1["correct_candidate"]
+        ok = bool(d.get("n")) and bool(c.get("n")) and d["hi"] < 0 < c["lo"]
+        lines.append(f"| {name} | `{res['style']}` | {res['n_rollouts']} | {res['accuracy']:.3f} | {cell(d)} | {cell(c)} "
+                     f"| {'supported' if ok else 'not supported'} |")
+    return lines
+
+
 def section_records(records: list[dict]) -> list[str]:
-    if not records:
+    pmi = [r for r in records if r.get("kind") == "pmi"]
+    records = [r for r in records if r.get("kind", "training") == "training"]
+    if not records and not pmi:
         return ["No records yet in `results/`."]
     lines = ["| study | runs | bases (weights sha256, first 12) | arms: settings hash | machines (CPU, torch threads, "
-             "torch) | run time |", "|---|---|---|---|---|---|"]
+             "torch) | run time |", "|---|---|---|---|---|---|"] if records else []
     by_study: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_study[r["study"]].append(r)
@@ -301,6 +328,10 @@ def section_records(records: list[dict]) -> list[str]:
     lines += ["", "Held-out sets (the effective sample size is the number of distinct equations: the split is by "
               "equation, and the two-level bootstrap resamples them):", ""]
     lines += [f"- n = {int(n):,}: {rows:,} rows, {p:,} distinct prompts, {e:,} distinct equations" for n, rows, p, e in sizes]
+    if pmi:
+        lines += ["", "PMI checks: " + "; ".join(
+            f"`{r['study']}/{r['run']}` (base `{r['base']['name']}`, {(r['base'].get('sha256') or '?')[:12]}; "
+            f"settings {r['settings_hash']}; {r['machine'].get('cpu')}, {r['runtime_s']:.0f} s)" for r in pmi)]
     return lines
 
 
@@ -309,6 +340,7 @@ SECTIONS: dict[str, Callable[[list[dict]], list[str]]] = {
     "guard_control_verdicts": section_guard_control_verdicts,
     "claim1_search": section_claim1_search,
     "claim1_search_verdicts": section_claim1_search_verdicts,
+    "claim1_pmi": section_claim1_pmi,
     "records": section_records,
 }
 
@@ -340,14 +372,21 @@ def changed_sections(old: str, new: str) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
-def main(argv: list[str] | None = None) -> int:
+def load_all(results: str | Path) -> list[dict]:
+    """The training and PMI records under ``results`` (none when the folder does not exist)."""
     from antisd.records import load_records
 
+    if not Path(results).exists():
+        return []
+    return load_records(results) + load_records(results, kind="pmi")
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(ROOT / "results"))
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a section would change")
     a = ap.parse_args(argv)
-    records = load_records(a.results) if Path(a.results).exists() else []
+    records = load_all(a.results)
     status = 0
     for doc in DOCS:
         path = ROOT / doc

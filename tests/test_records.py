@@ -154,3 +154,22 @@ def test_training_settings_take_the_method_and_budget_but_not_paths_or_seed(tmp_
     assert st["lr_scheduler_type"] == "linear"  # enums as their values
     assert "seed" not in st and "output_dir" not in st and "dump_rollouts_every" not in st
     assert str(tmp_path) not in json.dumps(st)
+
+
+def test_pmi_records_are_validated_and_kept_apart(tmp_path):
+    from antisd.records import make_pmi_record
+
+    pmi = make_pmi_record(study="claim1_pmi", run="search", settings={"n_problems": 128},
+                          base={"name": "toybase-search-x", "sha256": "ef" * 32},
+                          result={"claim1": {"correct_candidate": {"n": 3, "mean": 0.5, "lo": 0.1, "hi": 0.9}}},
+                          runtime_s=3.0, machine=MACHINE)
+    write_record(tmp_path / "claim1_pmi" / "search.json", pmi)
+    write_record(tmp_path / "unit" / "S-grpo-s0.json", _record())
+    assert [r["run"] for r in load_records(tmp_path)] == ["S-grpo-s0"]
+    assert [r["run"] for r in load_records(tmp_path, kind="pmi")] == ["search"]
+    bad = dict(pmi)
+    del bad["result"]
+    with pytest.raises(ValueError, match="field 'result' is missing"):
+        validate_record(bad, "p")
+    with pytest.raises(ValueError, match="field 'kind' is 'other'"):
+        validate_record({**pmi, "kind": "other"}, "p")

@@ -22,7 +22,7 @@ def rep():
 def test_documented_numbers_match_the_records(rep):
     """Regenerating docs/benchmarks.md from the committed records changes nothing: a number typed by hand into a
     generated section, or a record added without regenerating, fails here (python benchmarks/results_report.py)."""
-    records = load_records(ROOT / "results") if (ROOT / "results").exists() else []
+    records = rep.load_all(ROOT / "results")
     for doc in rep.DOCS:
         text = (ROOT / doc).read_text(encoding="utf-8")
         assert "<!-- generated:" in text, f"{doc} has no generated section"
@@ -116,3 +116,24 @@ def test_verdicts_follow_the_pre_stated_rules(rep):
     assert rep.rule((0.0, -0.015, 0.019)) == "equivalent (inside ±0.02)"
     assert rep.rule((0.0, -0.03, 0.01)) == "inconclusive"
     assert not math.isnan(rep.EQUIV)
+
+
+def test_claim1_pmi_section_applies_the_pre_stated_rule(rep):
+    from antisd.records import make_pmi_record
+
+    def pmi(name, d, c):
+        rec = make_pmi_record(study="claim1_pmi", run=name, settings={}, base={"name": name, "sha256": "1" * 64},
+                              result={"style": "search", "n_rollouts": 512, "accuracy": 0.6,
+                                      "forms": {"answer": {"claim1": {"deliberation_after_fail": d,
+                                                                      "correct_candidate": c}}}},
+                              runtime_s=1.0, machine={"cpu": "unit"})
+        rec["base_label"] = name
+        return rec
+
+    below = {"n": 100, "rollouts": 50, "mean": -0.4, "lo": -0.5, "hi": -0.3}
+    above = {"n": 80, "rollouts": 60, "mean": 0.7, "lo": 0.6, "hi": 0.8}
+    across = {"n": 80, "rollouts": 60, "mean": 0.05, "lo": -0.1, "hi": 0.2}
+    lines = rep.section_claim1_pmi([pmi("S", below, above), pmi("search", below, across)])
+    assert lines[2].endswith("| supported |") and "-0.400 [-0.500, -0.300] (100, 50)" in lines[2]
+    assert lines[3].startswith("| search |") and lines[3].endswith("| not supported |")
+    assert "PMI checks: `claim1_pmi/S`" in "\n".join(rep.section_records([pmi("S", below, above)]))

@@ -22,6 +22,10 @@ documented number does not match its record. A record holds (schema ``RECORD_VER
                                       training accuracy / length in the first and last 10% of logged steps
     runtime_s, resumed_from           wall time of the session that finished the run
 
+A second kind of record (``kind: "pmi"``, ``make_pmi_record``) holds a PMI check of a base policy
+(``antisd.toyworld.pmi_check``: claim 1) instead of a training run: study, run, base, machine, settings and
+their hash, the check's ``result``, runtime.
+
 Pure Python (torch and the trainer are only imported where a caller hands over their objects); files are
 written atomically.
 """
@@ -55,6 +59,8 @@ DIAGNOSTIC_FIELDS = ("dump_rollouts_every", "answer_column", "solution_column", 
 REQUIRED = {"version": int, "study": str, "run": str, "seed": int, "steps": int, "settings": dict, "settings_hash": str,
             "base": dict, "machine": dict, "heldout": dict, "curve": list, "final": dict, "summary": dict,
             "runtime_s": (int, float)}
+REQUIRED_PMI = {"version": int, "kind": str, "study": str, "run": str, "settings": dict, "settings_hash": str,
+                "base": dict, "machine": dict, "result": dict, "runtime_s": (int, float)}
 CURVE_FIELDS = {"step": int, "kind": str, "n": int, "acc": (int, float)}
 WINDOW = 0.1  # first / last 10% of logged steps
 
@@ -246,11 +252,26 @@ def make_record(*, study: str, run: str, seed: int, steps: int, settings: dict, 
     return rec
 
 
+def make_pmi_record(*, study: str, run: str, settings: dict, base: dict, result: dict, runtime_s: float,
+                    machine: dict | None = None) -> dict[str, Any]:
+    """A record of a PMI check of a base policy (kind ``pmi``); ``settings`` are hashed with the base's checksum."""
+    settings = _jsonable({**settings, "base_sha256": base.get("sha256")})
+    rec = {"version": RECORD_VERSION, "kind": "pmi", "study": study, "run": run, "settings": settings,
+           "settings_hash": stable_hash(settings), "base": _jsonable(base),
+           "machine": machine if machine is not None else machine_info(), "result": _jsonable(result),
+           "runtime_s": round(float(runtime_s), 1)}
+    validate_record(rec, f"{study}/{run}")
+    return rec
+
+
 def validate_record(rec: dict, where: str = "record") -> None:
     """Raise ValueError naming the record and the field that is missing or of the wrong type."""
     if not isinstance(rec, dict):
         raise ValueError(f"{where}: not a JSON object")
-    for key, kind in REQUIRED.items():
+    kind = rec.get("kind", "training")
+    if kind not in ("training", "pmi"):
+        raise ValueError(f"{where}: field 'kind' is {kind!r}, expected 'training' (the default) or 'pmi'")
+    for key, kind in (REQUIRED_PMI if kind == "pmi" else REQUIRED).items():
         if key not in rec:
             raise ValueError(f"{where}: field {key!r} is missing")
         if not isinstance(rec[key], kind) or isinstance(rec[key], bool):
@@ -260,7 +281,7 @@ def validate_record(rec: dict, where: str = "record") -> None:
     if rec["settings_hash"] != stable_hash(rec["settings"]):
         raise ValueError(f"{where}: field 'settings_hash' {rec['settings_hash']} does not match its settings "
                          f"({stable_hash(rec['settings'])})")
-    for i, p in enumerate(rec["curve"]):
+    for i, p in enumerate(rec.get("curve", [])):
         for key, kind in CURVE_FIELDS.items():
             if not isinstance(p.get(key), kind):
                 raise ValueError(f"{where}: curve[{i}] field {key!r} is {p.get(key)!r}, expected {kind}")
@@ -292,6 +313,8 @@ def read_record(path: str | Path) -> dict:
     return rec
 
 
-def load_records(root: str | Path) -> list[dict]:
-    """Every record under ``root`` (``<study>/<run>.json``), sorted by study and run."""
-    return [read_record(p) for p in sorted(Path(root).glob("*/*.json"))]
+def load_records(root: str | Path, kind: str = "training") -> list[dict]:
+    """Every record of ``kind`` under ``root`` (``<study>/<run>.json``), sorted by study and run (all are
+    validated, whatever their kind)."""
+    recs = [read_record(p) for p in sorted(Path(root).glob("*/*.json"))]
+    return [r for r in recs if r.get("kind", "training") == kind]

@@ -49,3 +49,21 @@ def test_pmi_check_runs_on_the_tiny_policy(tiny_policy):
     cats = res["forms"]["answer"]["categories"]
     assert sum(c["n"] for c in cats.values()) > 0
     assert "| answer |" in format_table(res)
+    c1 = res["forms"]["answer"]["claim1"]
+    assert set(c1) == {"deliberation_after_fail", "correct_candidate"}
+    for v in c1.values():
+        assert v["n"] == 0 or v["lo"] <= v["mean"] <= v["hi"]
+
+
+def test_rollout_bootstrap_against_hand_values():
+    from antisd.toyworld.pmi_check import rollout_bootstrap
+
+    out = rollout_bootstrap([[1.0, 3.0], [], [2.0]], n_boot=500)
+    assert out["n"] == 3 and out["rollouts"] == 2 and out["mean"] == pytest.approx(2.0)
+    # resampling whole rollouts: every resample's mean is 2.0 (both rollouts), 2.0 ([1, 3] twice) or 2.0 ([2] twice)
+    assert out["lo"] == pytest.approx(2.0) and out["hi"] == pytest.approx(2.0)
+    spread = rollout_bootstrap([[-1.0]] * 10 + [[1.0, 1.0, 1.0]] * 10, n_boot=2000)
+    assert spread["mean"] == pytest.approx(20 / 40) and spread["lo"] < 0.5 < spread["hi"]
+    # whole rollouts, not tokens: the interval is wider than a token bootstrap would be
+    assert spread["hi"] - spread["lo"] > 0.3
+    assert rollout_bootstrap([[], []]) == {"n": 0, "rollouts": 0}

@@ -97,11 +97,35 @@ def _summary(vals: list[float]) -> dict[str, float]:
             "stderr": statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else float("nan")}
 
 
+def rollout_bootstrap(per_rollout: Sequence[Sequence[float]], *, n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float]:
+    """Token-weighted mean of the values in ``per_rollout`` (one list per rollout that has such tokens) and its
+    percentile interval from ``n_boot`` resamples of whole rollouts (tokens of one rollout are correlated)."""
+    import random
+
+    groups = [list(g) for g in per_rollout if len(g)]
+    if not groups:
+        return {"n": 0, "rollouts": 0}
+    sums, counts = [sum(g) for g in groups], [len(g) for g in groups]
+    rng = random.Random(seed)
+    k = len(groups)
+    boots = []
+    for _ in range(n_boot):
+        idx = [rng.randrange(k) for _ in range(k)]
+        boots.append(sum(sums[i] for i in idx) / sum(counts[i] for i in idx))
+    boots.sort()
+    lo_i = int((1 - level) / 2 * n_boot)
+    return {"n": sum(counts), "rollouts": k, "mean": sum(sums) / sum(counts), "lo": boots[lo_i],
+            "hi": boots[n_boot - 1 - lo_i]}
+
+
 def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: int = 4,
                   max_new_tokens: int | None = None, forms: Sequence[str] = ("answer", "sibling"),
-                  seed: int = 0) -> dict:
+                  seed: int = 0, n_boot: int = 2000) -> dict:
     """Sample ``n_problems x group_size`` held-out rollouts of the policy at ``model_path`` and
-    summarise u per token category, for each reference form. Returns a JSON-able dict."""
+    summarise u per token category, for each reference form. Returns a JSON-able dict; its ``claim1`` entry
+    per form holds the paper's claim-1 split with rollout-bootstrap intervals (``rollout_bootstrap``): mean u on
+    the deliberation words after a failed try and on the correct candidate (this world's answer-committing token)."""
     from transformers import AutoModelForCausalLM
 
     from antisd.context import build_teacher_contexts
@@ -144,16 +168,23 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
         by_cat: dict[str, list[float]] = defaultdict(list)
         by_word: dict[str, list[float]] = defaultdict(list)
         by_fail: dict[str, list[float]] = defaultdict(list)  # first failed try vs later ones
+        claim1: dict[str, list[list[float]]] = {"deliberation_after_fail": [], "correct_candidate": []}  # per rollout
         for tl, sl, cs, ws in zip(t_logps, s_logps, cats, words):
             u = (tl - sl).tolist()
             fails = 0
+            mine: dict[str, list[float]] = {k: [] for k in claim1}
             for ut, c, w in zip(u, cs, ws):
                 by_cat[c].append(ut)
+                if c == "correct_candidate":
+                    mine["correct_candidate"].append(ut)
                 if c == "after_fail":
                     fails += 1
                     by_word[w].append(ut)
                     if w in DELIBERATION_WORDS:
                         by_fail["after_first_fail" if fails == 1 else "after_later_fail"].append(ut)
+                        mine["deliberation_after_fail"].append(ut)
+            for k, v in mine.items():
+                claim1[k].append(v)
         delib = [v for w in DELIBERATION_WORDS for v in by_word.get(w, [])]
         ent_all = torch.cat(t_ents).tolist()
         result["forms"][form] = {
@@ -164,6 +195,7 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
             "after_fail_by_word": {w: _summary(v) for w, v in sorted(by_word.items())},
             "teacher_entropy": {"mean": statistics.fmean(ent_all), "median": statistics.median(ent_all)},
             "sum_u_per_rollout": _summary([float((tl - sl).sum()) for tl, sl in zip(t_logps, s_logps)]),
+            "claim1": {k: rollout_bootstrap(v, n_boot=n_boot, seed=seed) for k, v in claim1.items()},
         }
     s_ent_all = torch.cat(s_ents).tolist()
     result["student_entropy"] = {"mean": statistics.fmean(s_ent_all), "median": statistics.median(s_ent_all)}
