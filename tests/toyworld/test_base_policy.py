@@ -138,7 +138,10 @@ def test_every_shipped_build_has_its_recorded_checksum_and_recipe():
     assert folders == sorted(SHIPPED_SHA256)
     for name in folders:
         assert weights_sha256(SHIPPED_DIR / name) == SHIPPED_SHA256[name], name
-    assert recipe("default").name in folders and recipe("a0").name in folders
+    assert {recipe("default").name, recipe("a0").name, recipe("search").name} == set(folders)
+    search = load_build_info(SHIPPED_DIR / recipe("search").name)
+    assert search["recipe"]["traces"]["privileged_style"] == "search" and search["recipe"]["sft_steps"] == 2000
+    assert search["heldout"]["eval/accuracy"] == pytest.approx(0.717, abs=0.001)
     a0 = load_build_info(SHIPPED_DIR / recipe("a0").name)
     assert a0["recipe"]["sft_steps"] == 1000 and a0["heldout"]["eval/accuracy"] == pytest.approx(0.197, abs=0.001)
 

@@ -42,10 +42,12 @@ logger = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "resources" / "toy_base"  # package data
 # sha256 of the weights (model.safetensors) of each shipped build; shipped_base_policy checks it, so every
 # machine trains from these exact weights. S: the default recipe; A0: recipe "a0" (the 1,000-step default of
-# before, 0.197 held-out; docs/toyworld.md).
+# before, 0.197 held-out); search: recipe "search" (the default with the search privileged style, 0.717);
+# docs/toyworld.md.
 SHIPPED_SHA256 = {
     "toybase-commit-7bcae44ced1b": "91302accc642be1ef13a1b0415a4044ed64aecc81f2b11f20e07a1e2d917497b",
     "toybase-commit-feb26b9dcbe8": "72162022970a755fe993a88a4bc48143e77e348c1d79da62504ac0a71fcbacb9",
+    "toybase-search-226198b7bcd0": "ba579703d90e158cacd2c3a063f077554e17bb0f0469d9dc6e7bac2f437d19ff",
 }
 RECIPE_VERSION = 2  # bump when trace writing, model building or evaluation changes meaning
 BUILD_INFO = "build_info.json"
