@@ -9,6 +9,18 @@
   not used, because the policy's final answer is the unclosed one.
 - ``"raw"`` (completion-style prompts, e.g. HumanEval's function body): the completion itself.
 
+A fence line is, exactly: at most three spaces/tabs of indentation, three backticks, then an info
+string containing no backtick up to the end of the line. Lines are split on ``"\n"`` only (a
+``"\r"`` stays part of the line, hence of the info string); a closer must have an empty info
+string, so an opener-looking line cannot close a block (the pending opener is dropped as stray and
+the line becomes the new opener). The block body is the text between the opener's line and the
+closer's line, byte for byte.
+
+Completions are untrusted (policy output scored in the trusted process), so extraction runs in time
+linear in ``len(text)``: it walks the lines once with plain string operations, without a
+backtracking regular expression (the former pattern ``^[ \t]{0,3}```[ \t]*([^\n`]*)$`` took time
+quadratic in a line's length when a long run of spaces after a fence was followed by a backtick).
+
 Extraction outcomes: ``EXTRACTED``, ``NO_CODE`` (no block), ``EMPTY`` (only whitespace),
 ``UNCLOSED_FENCE``. Scoring outcomes (`CodeOutcome`) add ``PASSED``/``FAILED``/``TIMEOUT``/
 ``SANDBOX_ERROR``/``UNUSABLE_TASK``; `CodeStats` counts them.
@@ -17,10 +29,8 @@ Extraction outcomes: ``EXTRACTED``, ``NO_CODE`` (no block), ``EMPTY`` (only whit
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, fields
 
-_FENCE_RE = re.compile(r"^[ \t]{0,3}```[ \t]*([^\n`]*)$", re.MULTILINE)
 PYTHON_TAGS = frozenset({"", "python", "py", "python3"})
 
 
@@ -40,6 +50,29 @@ class CodeOutcome(str, enum.Enum):
 EXTRACTED = "extracted"
 
 
+_FENCE = "```"
+_MAX_INDENT = 3
+
+
+def _fences(text: str) -> list[tuple[int, int, str]]:
+    """(line start, line end, info string) of every fence line, in order; linear in len(text).
+
+    Lines are split on "\n" only. A fence line: at most `_MAX_INDENT` spaces/tabs, three
+    backticks, then no backtick up to the end of the line (the rest of the line is the info
+    string, returned as is; callers strip it)."""
+    out: list[tuple[int, int, str]] = []
+    start = 0
+    for line in text.split("\n"):  # every step below is linear in len(line); lines are disjoint
+        end = start + len(line)
+        if _FENCE in line[:_MAX_INDENT + 3]:  # cheap filter: a fence starts within this prefix
+            info = line.lstrip(" \t")
+            if (len(line) - len(info) <= _MAX_INDENT and info.startswith(_FENCE)
+                    and info.find("`", 3) == -1):
+                out.append((start, end, info[3:]))
+        start = end + 1
+    return out
+
+
 def extract_code(text: str, mode: str = "fenced") -> tuple[str | None, str]:
     """(code or None, how): how is "extracted", or a `CodeOutcome` value among no_code, empty,
     unclosed_fence. See the module docstring."""
@@ -47,24 +80,25 @@ def extract_code(text: str, mode: str = "fenced") -> tuple[str | None, str]:
         return (text, EXTRACTED) if text.strip() else (None, CodeOutcome.EMPTY.value)
     if mode != "fenced":
         raise ValueError(f"mode={mode!r}; expected 'fenced' or 'raw'")
-    fences = list(_FENCE_RE.finditer(text))
-    blocks: list[tuple[str, str]] = []
+    fences = _fences(text)
+    blocks: list[tuple[str, int, int]] = []  # (tag, body start, body end)
     i = 0
     while i < len(fences):
-        opener = fences[i]
-        tag = opener.group(1).strip().lower()
+        opener_end, opener_info = fences[i][1], fences[i][2]
+        tag = opener_info.strip().lower()
         if i + 1 >= len(fences):
             return None, CodeOutcome.UNCLOSED_FENCE.value
-        closer = fences[i + 1]
-        if closer.group(1).strip():  # "```python" cannot close a block; treat the opener as stray
+        closer_start, _, closer_info = fences[i + 1]
+        if closer_info.strip():  # "```python" cannot close a block; treat the opener as stray
             i += 1
             continue
-        blocks.append((tag.split()[0] if tag else "", text[opener.end() + 1: closer.start()]))
+        blocks.append((tag.split()[0] if tag else "", opener_end + 1, closer_start))
         i += 2
-    python_blocks = [body for tag, body in blocks if tag in PYTHON_TAGS]
+    python_blocks = [(start, end) for tag, start, end in blocks if tag in PYTHON_TAGS]
     if not python_blocks:
         return None, CodeOutcome.NO_CODE.value
-    code = python_blocks[-1]
+    start, end = python_blocks[-1]
+    code = text[start:end]
     if not code.strip():
         return None, CodeOutcome.EMPTY.value
     return code, EXTRACTED
