@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,12 +105,28 @@ def throughput(scorer: CodeScorer, n: int) -> None:
     pairs += [(task, f"{fence}python\ndef {task.entry_point}(*args):\n    return 0\n{fence}") for task in tasks]
     pairs = pairs[:n]
     scorer.prepare([task for task, _ in pairs])  # expected values are computed once, not per step
+    bare = bare_python_start_ms(scorer.executor.python)
+    print(f"bare `python -I -S -c pass` start-up: {bare:.1f} ms (median of 20, one at a time)", flush=True)
+    workers = max(scorer.workers, 1)
     for attempt in (1, 2):
         start = time.monotonic()
         outcomes, stats = scorer.score_completions([t for t, _ in pairs], [c for _, c in pairs])
         elapsed = time.monotonic() - start
+        per_program = 1000 * elapsed * workers / max(stats.n_extracted, 1)
         print(f"run {attempt}: {len(pairs)} completions in {elapsed:.2f} s = {100 * elapsed / len(pairs):.2f} s per 100 "
-              f"({stats.n_passed} passed, {stats.n_failed} failed, {stats.n_timeout} timeouts)", flush=True)
+              f"({stats.n_passed} passed, {stats.n_failed} failed, {stats.n_timeout} timeouts); "
+              f"{per_program:.1f} ms of a worker per program = {per_program / bare:.2f}x a bare interpreter start",
+              flush=True)
+
+
+def bare_python_start_ms(python: str, n: int = 20) -> float:
+    """Median wall time of starting and ending ``python -I -S -c pass`` (the floor of a one-process-per-program sandbox)."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run([python, "-I", "-S", "-c", "pass"], check=True)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
 
 
 def main() -> int:

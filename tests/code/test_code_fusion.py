@@ -52,7 +52,9 @@ def test_timeout_and_errors_map_to_statuses(harness_config):
 
 def test_malformed_responses_are_sandbox_errors():
     limits = Limits()
+    request = {"mode": "io", "inputs": [[1]]}
     for response in (None, [], {"status": "Weird"}, {"status": "Success", "files": {RESULT_FILE: 5}}):
-        assert map_response(response, limits, 0.1).status == "sandbox_error"
-    ok = map_response({"status": "Failed", "run_result": {"status": "Error", "return_code": 1}, "files": {}}, limits, 0.1)
+        assert map_response(response, limits, 0.1, request).status == "sandbox_error"
+    ok = map_response({"status": "Failed", "run_result": {"status": "Error", "return_code": 1}, "files": {}}, limits, 0.1,
+                      request)
     assert ok.status == "finished" and ok.records == []

@@ -133,22 +133,30 @@ def test_fork_bomb_is_contained(executor):
     assert time.monotonic() - start < 20
 
 
+def _sleepers(marker: str) -> list[str]:
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{marker}\0".encode():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
 def test_escaped_children_die_with_the_run(executor, tmp_path):
     _needs(executor, "escaped_children_killed")
+    marker = f"31.{os.getpid()}"
     program = ("import os, time\ndef f():\n    if os.fork() == 0:\n        os.setsid()\n"
-               "        time.sleep(30)\n        os._exit(0)\n    time.sleep(0.5)\n    return os.getpid()\n")
-    before = {p for p in os.listdir("/proc") if p.isdigit()}
+               f"        os.execv('/bin/sleep', ['sleep', {marker!r}])\n    time.sleep(0.5)\n    return os.getpid()\n")
     out = _run(executor, program, Limits(wall_s=10))
     assert "out" in out
     time.sleep(0.5)
-    sleepers = []
-    for pid in {p for p in os.listdir("/proc") if p.isdigit()} - before:
-        try:
-            if b"__antisd_program__" in Path(f"/proc/{pid}/cmdline").read_bytes():  # the driver's marker
-                sleepers.append(pid)
-        except OSError:
-            pass
-    assert sleepers == []
+    assert _sleepers(marker) == []
+    control = ("import subprocess, time\ndef f():\n"
+               f"    p = subprocess.Popen(['sleep', {marker!r}], executable='/bin/sleep')\n    time.sleep(0.3)\n"
+               "    return open('/proc/%d/cmdline' % p.pid).read()\n")
+    assert _run(executor, control, Limits(wall_s=10)).get("out") == f"sleep\0{marker}\0"  # such a process does run
 
 
 def test_allocating_memory_fails_fast(executor, harness_config):

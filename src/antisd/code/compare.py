@@ -27,6 +27,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from antisd.code._driver import checked_hashes
+
 MBPP_SET_EQ_ENTRY_POINTS = frozenset(
     {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
      "intersection_array", "find_dissimilar", "Diff"})
@@ -104,8 +106,8 @@ def _exact(out: Any, exp: Any, oracle: str | None, args: Sequence[Any], atol: fl
         return bool(abs(out - _surface_area(*args)) <= atol)
     if oracle == "digit_distance_nums":
         return out == _digit_distance(*args)
-    if oracle == "set_eq":
-        return set(out) == set(exp)
+    if oracle == "set_eq":  # the program's values never build a hash table unchecked (hash flooding)
+        return set(checked_hashes(list(out))) == set(exp)
     return False
 
 

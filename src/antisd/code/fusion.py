@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from antisd.code.sandbox import DRIVER_SOURCE, Limits, RunResult, parse_records
+from antisd.code.sandbox import DRIVER_SOURCE, Limits, RunResult, reader_for
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class SandboxFusionExecutor:
         for attempt in range(self.max_attempts):
             try:
                 response = self.transport.post(f"{self.endpoint}/run_code", payload, limits.wall_s + 30.0)
-                return map_response(response, limits, time.monotonic() - start)
+                return map_response(response, limits, time.monotonic() - start, request)
             except SandboxServiceError as exc:
                 error = str(exc)
                 logger.warning("sandbox fusion attempt %d/%d failed: %s", attempt + 1, self.max_attempts, error)
@@ -101,8 +101,11 @@ class SandboxFusionExecutor:
         return RunResult(status="sandbox_error", wall_s=time.monotonic() - start, message=error)
 
 
-def map_response(response: Any, limits: Limits, elapsed_s: float) -> RunResult:
-    """RunCodeResponse (a dict) -> RunResult; anything malformed is a sandbox_error."""
+def map_response(response: Any, limits: Limits, elapsed_s: float, request: dict[str, Any]) -> RunResult:
+    """RunCodeResponse (a dict) -> RunResult; anything malformed is a sandbox_error.
+
+    The records arrive all at once, so no per-input time is measured on this side: per-input limits
+    are the in-sandbox alarm's and the service's ``run_timeout`` (docs/code.md)."""
     if not isinstance(response, dict) or response.get("status") not in ("Success", "Failed", "SandboxError"):
         return RunResult(status="sandbox_error", wall_s=elapsed_s, message=f"malformed response: {str(response)[:300]}")
     if response["status"] == "SandboxError":
@@ -114,11 +117,12 @@ def map_response(response: Any, limits: Limits, elapsed_s: float) -> RunResult:
     except (binascii.Error, ValueError, TypeError):
         return RunResult(status="sandbox_error", wall_s=elapsed_s, message="result file is not valid base64")
     status = "timeout" if run.get("status") == "TimeLimitExceeded" else "finished"
-    if len(data) > limits.max_result_bytes:
-        status, data = "output_limit", data[: limits.max_result_bytes]
-    records, bad = parse_records(data)
+    reader = reader_for(request, limits)
+    reader.feed(data, None)
+    if reader.over_limit:
+        status = "output_limit"
     wall = run.get("execution_time")
-    return RunResult(status=status, records=records, malformed_lines=bad,
+    return RunResult(status=status, items=reader.items, control=dict(reader.control), malformed_lines=reader.malformed,
                      wall_s=float(wall) if isinstance(wall, (int, float)) else elapsed_s,
                      returncode=run.get("return_code") if isinstance(run.get("return_code"), int) else None,
                      stderr=str(run.get("stderr") or "")[-limits.max_stderr_bytes:], message=str(response.get("message", "")))
