@@ -267,7 +267,8 @@ def section_guard_control_verdicts(records: list[dict]) -> list[str]:
     runs = group(records, "guard_control")
     bases = [b for b in ("S", "A0") if pairs_for(runs, b, "antisd_correct") or pairs_for(runs, b, "antisd_mult")
              or pairs_for(runs, b, "antisd_correct_nogate")]
-    return guard_verdicts(runs, bases) if bases else _none_yet("guard_control")
+    return guard_verdicts(runs, bases) if bases else [f"No pair of records (an arm and GRPO, same base and seed) yet "
+                                                       f"in `results/guard_control/`."]
 
 
 def section_claim1_search(records: list[dict]) -> list[str]:
@@ -279,7 +280,8 @@ def section_claim1_search(records: list[dict]) -> list[str]:
 def section_claim1_search_verdicts(records: list[dict]) -> list[str]:
     runs = group(records, "claim1_search")
     return search_verdicts(runs, "search") if pairs_for(runs, "search", "antisd") or \
-        pairs_for(runs, "search", "antisd_correct") else _none_yet("claim1_search")
+        pairs_for(runs, "search", "antisd_correct") else \
+        ["No pair of records (an arm and GRPO, same seed) yet in `results/claim1_search/`."]
 
 
 def section_claim1_pmi(records: list[dict]) -> list[str]:

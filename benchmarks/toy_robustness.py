@@ -9,16 +9,23 @@ read what the policy writes). Rollouts with per-token s, t, u and both entropies
 ``--dump_every`` generation batches. The pre-stated analysis is ``benchmarks/toy_robustness_report.py``.
 
 Chunked and resumable: each run writes ``checkpoint-N`` every ``--save_steps`` steps and
-``result.json`` when it ends; a rerun skips finished runs and resumes the others from their newest
+``result.json`` when it ends, and its per-run record (``antisd.records``: settings and their hash, base
+checksum, machine, the held-out curve with one bit per problem, gate / token-term / PMI / monitor summaries)
+into ``--results/--study/<base>-<arm>-s<seed>.json``, from which ``benchmarks/results_report.py``
+regenerates the documented tables; a rerun skips finished runs and resumes the others from their newest
 complete checkpoint (``antisd.trainer.last_complete_checkpoint``), keeping the held-out curve up
 to that step. One torch thread per run; ``--jobs`` runs at a time.
 
     python benchmarks/toy_robustness.py --out runs/robust --bases A=default B=default:seed=1 \\
         --arms grpo antisd --seeds 0 1 2 3 4 --jobs 2
     python benchmarks/toy_robustness.py --out runs/robust --bases A=default --arms antisd_from_grpo200 --seeds 0 1 2
+    python benchmarks/toy_robustness.py --out runs/issue25 --study guard_control --bases S=default A0=a0 \
+        --arms grpo antisd_correct antisd_correct_nogate antisd_mult --seeds 0 1 2 3 4 --jobs 1
 
-A base spec is ``NAME=RECIPE[:field=value,...]`` (``antisd.toyworld.recipe``; ``privileged_style``
-is accepted as a field). ``antisd_from_grpo200`` is the continual arm: the GRPO run's
+A base spec is ``NAME=RECIPE[:field=value,...]`` (``antisd.toyworld.recipe``: ``default`` is S, ``a0`` the
+shipped weak base A0, ``search`` the search-style base; ``privileged_style`` is accepted as a field). Runs
+go base by base, and within a base seed by seed with every arm of a seed before the next seed, so that a
+partial study is balanced. ``antisd_from_grpo200`` is the continual arm: the GRPO run's
 checkpoint-200 of the same base and seed, then AntiSD with a fresh gate warm-up up to step 300.
 """
 
@@ -55,8 +62,12 @@ ARMS: dict[str, list[str]] = {
     "antisd_2sided": _antisd("all", "none", "--gate_ceiling_ratio", str(1 / 0.93)),
     "antisd_seqcenter": _antisd("all", "sequence"),
     "antisd_batchcap": _antisd("all", "batch_cap"),
-    # added after the mechanism was measured (docs/method.md Eq. 12)
+    # added after the mechanism was measured (docs/method.md Eq. 12); the built-in main job's configuration
     "antisd_correct": _antisd("correct"),
+    # issue 25, pre-stated in docs/benchmarks.md: the guard with the gate off; the paper's multiplicative
+    # composition (Eq. 6), canonical otherwise
+    "antisd_correct_nogate": _antisd("correct", "none", "--gate", "none"),
+    "antisd_mult": _antisd("all", "none", "--composition", "multiplicative"),
 }
 CONTINUAL = {"antisd_from_grpo200": ("grpo", 200, _antisd("all", "none", "--reset_gate_on_resume", "true"))}
 
@@ -93,6 +104,7 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
     from transformers import TrainerCallback
 
     from antisd.builtin import evaluate_toy_policy
+    from antisd.records import pack_bits
 
     curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
     curve = json.loads(curve_path.read_text()) if curve_path.exists() else []
@@ -110,11 +122,12 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
                 kept: list[dict] = []
                 with torch.random.fork_rng(devices=[]):  # the evaluation never moves training's RNG
                     ev = evaluate_toy_policy(model, tok, base, max_new_tokens=a.max_new_tokens, n=n,
-                                             samples_out=kept if kind == "big" else None)
+                                             samples_out=kept)
                 curve.append({"step": step, "kind": kind, "n": n, "acc": ev["eval/accuracy"],
                               "strict": ev["eval/strict_accuracy"], "len": ev["eval/mean_tokens"],
-                              "truncated": ev["eval/truncated_frac"]})
-                if kept:
+                              "truncated": ev["eval/truncated_frac"],
+                              "correct": pack_bits([r["score"] > 0.5 for r in kept])})  # one bit per problem
+                if kind == "big":
                     samples[str(step)] = kept[:64]
                     _write_json(samples_path, samples)
                 _write_json(curve_path, curve)
@@ -171,8 +184,46 @@ def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     result = {"base": base_name, "base_spec": base_spec, "base_path": base, "arm": arm, "seed": seed,
               "steps": max_steps, "curve": curve, "seconds_this_session": time.time() - t0,
               "resumed_from": resume, "argv": argv}
+    # the record before result.json: a run whose record failed is not finished, and a rerun resumes it
+    rec = write_run_record(a, base_spec, arm, seed, max_steps, config, data_cfg, base, curve, logs,
+                           time.time() - t0, resume)
+    logger.info("record written: %s", rec)
     _write_json(run_dir / "result.json", result)
     return result
+
+
+def heldout_sets(base: str, sizes: list[int]) -> dict[str, dict[str, int]]:
+    """Rows, distinct prompts and distinct equations of the held-out evaluation sets of ``base`` (the problems
+    ``evaluate_toy_policy`` scores: the first n of the held-out split, seed EVAL_SEED)."""
+    from antisd.records import heldout_description
+    from antisd.toyworld import make_problems
+    from antisd.toyworld.base_policy import EVAL_SEED, ToyBaseConfig, load_build_info
+
+    cfg = ToyBaseConfig.from_dict(load_build_info(base)["recipe"])
+    out = {}
+    for n in sorted(set(sizes)):
+        probs = make_problems(n, split="heldout", seed=EVAL_SEED, config=cfg.task)
+        out[str(n)] = heldout_description([p.row() for p in probs], [p.split_key for p in probs])
+    return out
+
+
+def write_run_record(a, base_spec: str, arm: str, seed: int, steps: int, config, data_cfg, base: str,
+                     curve: list[dict], history: list[dict], seconds: float, resume: str | None) -> Path:
+    """The run's record (``antisd.records``) as ``<results>/<study>/<base>-<arm>-s<seed>.json``."""
+    from antisd.records import base_identity, make_record, training_settings, write_record
+
+    base_name = base_spec.partition("=")[0]
+    settings = {"train": training_settings(config), "dataset": Path(data_cfg.dataset_name).name,
+                "eval": {"every": a.eval_every, "n": a.eval_n, "big_n": a.big_eval_n,
+                         "big_steps": sorted(a.big_eval_steps), "max_new_tokens": a.max_new_tokens}}
+    run = f"{base_name}-{arm}-s{seed}"
+    rec = make_record(study=a.study, run=run, seed=seed, steps=steps, settings=settings, base=base_identity(base),
+                      curve=curve, history=history, heldout=heldout_sets(base, [a.eval_n, a.big_eval_n]),
+                      runtime_s=seconds, resumed_from=resume,
+                      extra={"arm": arm, "base_label": base_name, "base_spec": base_spec,
+                             "arm_flags": list(ARMS[arm]) if arm in ARMS else list(CONTINUAL[arm][2]),
+                             "runner": "benchmarks/toy_robustness.py"})
+    return write_record(Path(a.results) / a.study / f"{run}.json", rec)
 
 
 def _init_worker(threads: int) -> None:
@@ -190,6 +241,8 @@ def _init_worker(threads: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/robust")
+    ap.add_argument("--study", default="robustness", help="the records go to --results/--study/")
+    ap.add_argument("--results", default="results", help="folder of the per-run records (in the repository)")
     ap.add_argument("--bases", nargs="+", default=["A=default"], help="NAME=RECIPE[:field=value,...]")
     ap.add_argument("--arms", nargs="+", default=["grpo", "antisd"], choices=[*ARMS, *CONTINUAL])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -208,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further antisd train flags for every run")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    todo = [(b, arm, s) for s in a.seeds for b in a.bases for arm in a.arms
+    # base by base; within a base seed by seed, every arm of a seed before the next seed (a partial study is balanced)
+    todo = [(b, arm, s) for b in a.bases for s in a.seeds for arm in a.arms
             if not (Path(a.out) / b.partition("=")[0] / f"{arm}-s{s}" / "result.json").exists()]
     logger.info("%d runs to do, %d at a time", len(todo), a.jobs)
     for b in a.bases:  # build (or find) the bases once, before the workers start
