@@ -249,3 +249,21 @@ def test_isolation_none_drops_root_and_says_what_is_missing(caplog):
         assert said and "network access" in said[0], said
     finally:
         bare.close()
+
+
+def _die_on_poison(task: CodeTask, program: str):
+    from antisd.code.score import _worker_state
+
+    if "POISON" in program:
+        os._exit(9)  # the scoring worker itself dies, as if the kernel had killed it
+    return check_program(task, program, _worker_state["executor"], _worker_state["config"])
+
+
+def test_a_dead_scoring_worker_costs_only_its_item(executor, harness_config, monkeypatch):
+    from antisd.code import score
+
+    monkeypatch.setattr(score, "_score_one", _die_on_poison)
+    with CodeScorer(executor, harness_config, workers=1) as scorer:
+        results = scorer.score_programs([(TASK, REFERENCE), (TASK, "# POISON\n" + REFERENCE), (TASK, REFERENCE)])
+    assert [r.passed() for r in results] == [True, False, True]
+    assert results[1].sandbox_error

@@ -423,17 +423,21 @@ def _child(config, spec, body, fds, scratch, libc):
     run_request(json.loads(body), 3)
 
 
-def _sweep(config, spec, pid):
-    """Kill the program's group and everything it left; reap; return the program's exit status."""
+def _stop(pid):
+    """Kill the program's process group and reap its first process; return its exit status."""
     for target in (-pid, pid):
         try:
             os.kill(target, signal.SIGKILL)
         except OSError:
             pass
     try:
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     except ChildProcessError:
-        status = None
+        return None
+
+
+def _sweep(config, spec):
+    """Kill everything else the program left (whatever session or group it moved to), and reap."""
     if config.get("sweep") == "namespace" and os.getpid() == 1:  # init of a private PID namespace: kill(-1) reaches all of it
         for _ in range(100000):
             try:
@@ -461,7 +465,6 @@ def _sweep(config, spec, pid):
                 break
         except ChildProcessError:
             break
-    return status
 
 
 def serve(config):
@@ -504,13 +507,13 @@ def serve(config):
             for fd in fds:
                 os.close(fd)
             running = (pid, message["child"], scratch, mounted)
-        elif message["op"] == "end":
-            returncode = None
-            if running is not None:
-                pid, spec, scratch, mounted = running
-                returncode = _sweep(config, spec, pid)
-                _drop_scratch(scratch, mounted, libc)
+        elif message["op"] == "end":  # answer once the program is dead; clean up before the next request
+            returncode = None if running is None else _stop(running[0])
             _send(sock, {"op": "ended", "id": message["id"], "returncode": returncode, "error": error})
+            if running is not None:
+                _, spec, scratch, mounted = running
+                _sweep(config, spec)
+                _drop_scratch(scratch, mounted, libc)
             running, error = None, None
 
 

@@ -22,11 +22,13 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Sequence
 from typing import Any
 
 from antisd.code.extract import EXTRACTED, CodeOutcome, CodeStats, extract_code
-from antisd.code.harness import HarnessConfig, ProgramResult, UnusableTaskError, check_program, expected_for
+from antisd.code.harness import (HarnessConfig, ProgramResult, SuiteResult, UnusableTaskError, check_program,
+                                 expected_for)
 from antisd.code.sandbox import Executor, LocalExecutor
 from antisd.code.tasks import CodeTask
 
@@ -51,6 +53,18 @@ def _score_one(task: CodeTask, program: str) -> ProgramResult | None:
     except UnusableTaskError as exc:
         logger.warning("%s", exc)
         return None
+
+
+def _broken_prepare(task: CodeTask) -> tuple[str, str | None]:
+    return task.task_id, "the scoring worker died while computing the expected outputs"
+
+
+def _broken_score(task: CodeTask, program: str) -> ProgramResult:
+    why = "the scoring worker died while scoring this program"
+    suites = task.suites()
+    plus = SuiteResult("sandbox_error", len(suites["plus"]), failure=why) if "plus" in suites else None
+    return ProgramResult(task.task_id, SuiteResult("sandbox_error", len(suites["base"]), failure=why), plus,
+                         "sandbox_error", 0.0)
 
 
 def make_executor(sandbox: str = "auto") -> Executor:
@@ -98,27 +112,48 @@ class CodeScorer:
         if isinstance(self.executor, LocalExecutor):
             _ = self.executor.isolation  # probe and log once, in the parent
 
-    def _map(self, fn: Any, *iterables: Sequence[Any]) -> list[Any]:
-        if self.workers == 0:
-            _init_worker(self.executor, self.config)
-            return [fn(*args) for args in zip(*iterables)]
+    def _pool_now(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
                 initializer=_init_worker, initargs=(self.executor, self.config))
-        return list(self._pool.map(fn, *iterables, chunksize=1))
+        return self._pool
+
+    def _map(self, fn: Any, *iterables: Sequence[Any], broken: Any = None) -> list[Any]:
+        """fn over the items in the pool, in order. A worker that dies (killed by the kernel, say) breaks
+        the pool: its items are retried one at a time in a fresh pool, and an item that breaks that
+        one too gets `broken(*args)`, so one item never ends the whole call."""
+        items = list(zip(*iterables))
+        if self.workers == 0:
+            _init_worker(self.executor, self.config)
+            return [fn(*args) for args in items]
+        futures = [self._pool_now().submit(fn, *args) for args in items]
+        results: list[Any] = []
+        for args, future in zip(items, futures):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool:
+                self.close()
+                try:
+                    results.append(self._pool_now().submit(fn, *args).result())
+                except BrokenProcessPool:
+                    self.close()
+                    logger.warning("a scoring worker died twice on one item; it is scored as a sandbox error")
+                    results.append(broken(*args) if broken is not None else None)
+        return results
 
     def prepare(self, tasks: Sequence[CodeTask]) -> dict[str, str]:
         """Expected outputs of every suite of `tasks` (computed once, cached); {task_id: error} of unusable ones."""
         unique = list({task.task_id: task for task in tasks}.values())
-        return {tid: err for tid, err in self._map(_prepare_one, unique) if err}
+        return {tid: err for tid, err in self._map(_prepare_one, unique, broken=_broken_prepare) if err}
 
     def score_programs(self, pairs: Sequence[tuple[CodeTask, str]]) -> list[ProgramResult | None]:
         """One `ProgramResult` per (task, program), in order; None where the task is unusable."""
         if not pairs:
             return []
         self.prepare([task for task, _ in pairs])
-        return self._map(_score_one, [task for task, _ in pairs], [program for _, program in pairs])
+        return self._map(_score_one, [task for task, _ in pairs], [program for _, program in pairs],
+                         broken=_broken_score)
 
     def judge_completions(self, tasks: Sequence[CodeTask], completions: Sequence[str], *,
                           mode: str = "fenced") -> list[tuple[str, ProgramResult | None]]:

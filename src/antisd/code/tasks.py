@@ -16,7 +16,7 @@ import builtins
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from antisd.code._driver import encode
@@ -163,6 +163,7 @@ def _fast_form(expr: ast.expr) -> tuple[Any, ...] | None:
     return None
 
 
+@lru_cache(maxsize=16384)  # a task's assertions are split once, not once per scored program
 def split_assert(source: str, targets: frozenset[str]) -> SplitAssert:
     """Split ``assert <expr>[, msg]`` into the target calls and the check on their values.
 
