@@ -131,8 +131,14 @@ def compare(pairs: list[tuple[dict, dict]]) -> dict[str, tuple[float, float, flo
     out = {}
     for name, vec in (("final", final_vector), ("auc", auc_vector)):
         vecs = [(vec(a), vec(g)) for a, g in pairs]
+        clusters = equation_clusters(len(vecs[0][0]))
+        for rec in (r for pair in pairs for r in pair):  # the records' eval sets are the ones clustered here
+            want = rec["heldout"].get(str(len(clusters)), {}).get("distinct_equations")
+            if want is not None and want != len(set(clusters)):
+                raise ValueError(f"{rec['study']}/{rec['run']}: heldout[{len(clusters)}] has {want} distinct "
+                                 f"equations, the default task's held-out set {len(set(clusters))}")
         out[f"{name}_t"] = rr.t_interval([statistics.fmean(x) - statistics.fmean(y) for x, y in vecs])
-        out[f"{name}_boot"] = two_level_bootstrap(vecs, equation_clusters(len(vecs[0][0])))
+        out[f"{name}_boot"] = two_level_bootstrap(vecs, clusters)
     return out
 
 

@@ -30,7 +30,7 @@ def test_documented_numbers_match_the_records(rep):
         assert new == text, f"{doc}: sections {rep.changed_sections(text, new)} differ from the records"
 
 
-def _record(base, arm, seed, accs_acc, big, n_acc=16, n_big=32, rng=None, history=None):
+def _record(base, arm, seed, accs_acc, big, n_acc=16, n_big=32, rng=None, history=None, equations=None):
     """A record whose curve is made of per-problem bits with the given accuracies (rounded to whole problems)."""
     rng = rng or random.Random(seed)
 
@@ -46,7 +46,7 @@ def _record(base, arm, seed, accs_acc, big, n_acc=16, n_big=32, rng=None, histor
     return make_record(study="guard_control", run=f"{base}-{arm}-s{seed}", seed=seed, steps=100 * (len(accs_acc) - 1),
                        settings={"arm": arm}, base={"name": f"toybase-{base}", "sha256": "0" * 64}, curve=curve,
                        history=hist, heldout={str(n_big): {"rows": n_big, "distinct_prompts": n_big,
-                                                           "distinct_equations": n_big // 2}},
+                                                           "distinct_equations": equations or 16}},
                        runtime_s=60.0, machine={"cpu": "unit", "torch_threads": 1, "torch": "x"},
                        extra={"arm": arm, "base_label": base})
 
@@ -84,9 +84,11 @@ def test_regenerate_rewrites_sections_and_a_tampered_number_is_caught(rep, tmp_p
              "token_term/active": float(s > 2), "token_term/size_ratio": 0.03, "token_term/wrong_nonzero_frac": 0.0}
             for s in range(1, 5)]
     recs = []
+    eq = len(set(rep.equation_clusters(32)))  # what the real first 32 held-out problems hold
     for seed in range(3):
-        recs.append(_record("S", "grpo", seed, [0.5, 0.6, 0.7], {0: 0.5, 200: 0.7}))
-        recs.append(_record("S", "antisd_correct", seed, [0.5, 0.62, 0.72], {0: 0.5, 200: 0.72}, history=hist))
+        recs.append(_record("S", "grpo", seed, [0.5, 0.6, 0.7], {0: 0.5, 200: 0.7}, equations=eq))
+        recs.append(_record("S", "antisd_correct", seed, [0.5, 0.62, 0.72], {0: 0.5, 200: 0.72}, history=hist,
+                            equations=eq))
     for r in recs:
         write_record(tmp_path / r["study"] / f"{r['run']}.json", r)
     records = load_records(tmp_path)
@@ -103,7 +105,12 @@ def test_regenerate_rewrites_sections_and_a_tampered_number_is_caught(rep, tmp_p
     tampered = new.replace(cells[4], "0.800", 1)
     assert rep.regenerate(tampered, records, "x.md") != tampered
     assert rep.changed_sections(tampered, rep.regenerate(tampered, records, "x.md")) == ["guard_control"]
-    assert "n = 32: 32 rows, 32 distinct prompts, 16 distinct equations" in new
+    assert f"n = 32: 32 rows, 32 distinct prompts, {eq} distinct equations" in new
+    # a record whose eval set is not the default task's held-out set is refused, naming it
+    wrong = [_record("S", "grpo", 9, [0.5, 0.7], {0: 0.5, 100: 0.7}, equations=eq + 1),
+             _record("S", "antisd_correct", 9, [0.5, 0.7], {0: 0.5, 100: 0.7}, equations=eq + 1)]
+    with pytest.raises(ValueError, match=f"S-antisd_correct-s9: heldout\\[32\\] has {eq + 1} distinct equations"):
+        rep.section_guard_control(wrong)
     with pytest.raises(ValueError, match="x.md: generated section 'nope' has no generator"):
         rep.regenerate("<!-- generated:nope -->\n<!-- /generated -->\n", records, "x.md")
     with pytest.raises(ValueError, match="generated section 'records' has no '<!-- /generated -->' end marker"):
