@@ -3,6 +3,7 @@ validation that names the field, atomic writing."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from antisd.records import (
 )
 
 MACHINE = {"cpu": "test cpu", "cores": 2, "torch_threads": 1}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _curve():
@@ -173,3 +175,19 @@ def test_pmi_records_are_validated_and_kept_apart(tmp_path):
         validate_record(bad, "p")
     with pytest.raises(ValueError, match="field 'kind' is 'other'"):
         validate_record({**pmi, "kind": "other"}, "p")
+
+
+def test_machine_info_names_the_code_commit():
+    import subprocess
+
+    from antisd.records import code_version, machine_info
+
+    info = machine_info()
+    assert info["torch_threads"] >= 1 and info["cpu"]
+    code = code_version()
+    assert info["code"] == code
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: the commit is HEAD's
+        assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
+    else:
+        assert code == {"commit": None, "dirty": None}

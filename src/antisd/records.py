@@ -128,8 +128,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def code_version() -> dict[str, Any]:
+    """The git commit of the antisd source that runs, and whether its tracked files differ from it (``dirty``);
+    None values outside a git checkout."""
+    import subprocess
+
+    src = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", str(src)) if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
 def machine_info() -> dict[str, Any]:
-    """Where a run ran: CPU model and cores, torch threads, GPU (if any), library versions."""
+    """Where a run ran: CPU model and cores, torch threads, GPU (if any), library versions, the antisd code's
+    git commit (``code_version``)."""
     import torch
     import transformers
     import trl
@@ -139,7 +159,8 @@ def machine_info() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "system": platform.system(), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__, "antisd": __version__}
+            "transformers": transformers.__version__, "trl": trl.__version__, "antisd": __version__,
+            "code": code_version()}
 
 
 def pack_bits(values: Sequence[float | bool]) -> str:
