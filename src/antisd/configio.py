@@ -37,6 +37,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ RECIPE_VERSION = 1
 RECIPES_DIR = Path(os.environ.get("ANTISD_RECIPES") or Path(__file__).resolve().parent / "resources" / "recipes")
 PLACEHOLDERS = ("{model}", "{method}")
 NONE_WORDS = ("none", "null", "")
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
 
 class CliError(Exception):
@@ -202,6 +204,8 @@ class DataclassParser(HfArgumentParser):
         self.bool_metavar, self.negations = bool_metavar, negations
         self.error_class = error
         super().__init__([], **kwargs)
+        # argparse reads "-1e-4" as an option (its own pattern knows -1 and -.5 only): any number is a value
+        self._negative_number_matcher = NEGATIVE_NUMBER
         if config_flag:
             self.add_argument("--config", action="append", default=[], metavar="YAML",
                               help="YAML file of field: value (repeatable; the command line wins)")

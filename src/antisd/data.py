@@ -189,6 +189,28 @@ def _split_rows(rows: list[Any], split: str, name: str) -> list[Any]:
     return out
 
 
+def _check_csv_rows(path: Path, files: list[Path]) -> None:
+    """A DataError naming the file when no CSV file has a row under its header (the csv builder would report
+    a library internal: 'Instruction "train" corresponds to no data!')."""
+    import csv
+
+    header: list[str] = []
+    for f in files:
+        try:
+            with open(f, encoding="utf-8", errors="replace", newline="") as fh:
+                reader = csv.reader(fh)
+                header = header or next(reader, [])
+                if any(any(cell.strip() for cell in row) for row in reader):
+                    return
+        except (OSError, csv.Error):
+            return  # the builder reports an unreadable or malformed file itself
+    if not header:
+        raise DataError(f"dataset_name={str(path)!r} is empty; expected a header line of column names and one row "
+                        "per problem")
+    raise DataError(f"dataset_name={str(path)!r} has a header ({', '.join(header)}) but no rows; expected one row "
+                    "per problem under it")
+
+
 def _load_local(path: Path, cfg: DataConfig) -> Rows | datasets.Dataset:
     builder, files = _local_files(path)
     if builder == "json":
@@ -200,6 +222,8 @@ def _load_local(path: Path, cfg: DataConfig) -> Rows | datasets.Dataset:
         return Rows(_split_rows(rows, cfg.dataset_split, str(path)))
     if not cfg.dataset_split.startswith("train"):
         raise DataError(f"dataset_split={cfg.dataset_split!r}: local files have one split, 'train' (slices like 'train[:100]' work)")
+    if builder == "csv":
+        _check_csv_rows(path, files)
     logger.info("Loading %d %s file(s) from %s", len(files), builder, path)
     try:
         if builder == "parquet":  # a broken file: one DataError, not the builder's own error log

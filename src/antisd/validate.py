@@ -9,6 +9,8 @@ checked before anything is loaded or written, each problem reported as one line.
                                tokenizer, a name that is neither a folder nor a hub name, a hub model
                                not reachable (or not cached under HF_HUB_OFFLINE=1) raise
     check_tokenizer(name)      a tokenizer folder (its files) or a hub name
+    check_output_dir(path)     an output folder that is a file, sits under a file or cannot be written
+    read_utf8(path, what)      a text file's content; bytes that are not UTF-8 raise with their offset
     one_line(message)          whitespace (newlines included) collapsed, for the CLI's error line
 
 Every check raises ``InputError`` (a ``ValueError``); ``antisd.data.DataError`` is one too. The
@@ -22,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -113,6 +116,33 @@ def read_json_rows(path: str | Path, *, what: str = "dataset_name") -> list[dict
     if not rows:
         raise InputError(f"{what}={str(path)!r} has no rows; expected one JSON object per line")
     return rows
+
+
+def read_utf8(path: str | Path, *, what: str) -> str:
+    """The text of `path` (``.gz`` decompressed); a missing or unreadable file, or bytes that are not UTF-8
+    (the byte, its line and its offset), raise ``InputError`` naming `what` and the file."""
+    return _text(Path(path).expanduser(), what)
+
+
+# ---------------------------------------------------------------------------------------- output folders
+
+
+def check_output_dir(path: str | Path, *, what: str = "output_dir") -> None:
+    """Raise ``InputError`` when `path` cannot be an output folder: it is a file, a part of it is a file, or the
+    folder (or the nearest existing one above it) is not writable. Nothing is created."""
+    given = str(path)
+    if not given.strip():
+        raise InputError(f"{what} is empty; give a folder to write to")
+    folder = Path(given).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what}={given!r} is a file, not a folder; give a new or an existing folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what}={given!r} cannot be created: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what}={given!r} cannot be written: no write permission in {str(existing)!r}")
 
 
 # ---------------------------------------------------------------------------------------- models
