@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -36,3 +38,22 @@ def test_the_readme_python_block_runs_verbatim(tmp_path, monkeypatch):
     assert trainer.args.bf16 is __import__("antisd.config", fromlist=["x"]).machine_supports_bf16()
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert [h["step"] for h in logged] == [1, 2] and all("reward" in h for h in logged)
+
+
+@pytest.mark.slow
+def test_the_readme_python_block_runs_with_the_shipped_toy_model(tmp_path, monkeypatch):
+    """The same block with the built-in toy model (issue 26; its shipped folder is the same model:
+    tests/test_model_names.py): its chat template and teacher context come with it, so trainer.train() runs
+    (one step here, ~35 s on 2 busy cores)."""
+    (block,) = python_blocks()
+    block = re.sub(r'^model = "[^"]+"', 'model = "toyworld"', block, flags=re.MULTILINE).replace("max_steps=2",
+                                                                                               "max_steps=1")
+    data = re.search(r'problems_dataset\("([^"]+)"', block).group(1)
+    monkeypatch.chdir(tmp_path)
+    rows = [{"problem": f"find x in 1 .. 9 with x + {i} = {i + 3} .", "answer": "3"} for i in range(8)]
+    (tmp_path / data).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - the documented snippet, as a user runs it
+    trainer = namespace["trainer"]
+    assert trainer.state.global_step == 1 and trainer.args.teacher_template.endswith("feedback : {feedback} .")
+    assert [h for h in trainer.state.log_history if "loss" in h][0]["completions/mean_length"] > 0

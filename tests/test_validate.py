@@ -33,6 +33,7 @@ DATA_CASES = {
     "answer_is_null.jsonl": "row 1 (id q2): column 'answer' is missing; expected a non-empty final answer",
     "answer_is_empty.jsonl": "row 1 (id q2): column 'answer' is empty; expected a non-empty final answer",
     "duplicate_ids.jsonl": "row 1 (id q1): id 'q1' is also row 0 (a different problem); expected unique ids",
+    "header_only.csv": "header_only.csv' has a header (id, problem, answer) but no rows; expected one row per problem",
 }
 MODEL_CASES = {
     "./no_such_model": "no such local directory",
@@ -40,7 +41,7 @@ MODEL_CASES = {
     "model_not_a_model": "is not a model: the folder has no config.json",
     "model_without_tokenizer": "has no tokenizer",
     "model_bad_config": "config.json is not valid JSON",
-    "runs/x/checkpoint-5": "no such local directory, and not a hub name",
+    "runs/x/checkpoint-5": "checkpoint-5'), and not a built-in name (toyworld, toyworld:<recipe>",
     "no-org/no-such-model": "no such local directory, and the local hub cache (HF_HUB_OFFLINE is set) has no "
                             "config.json for it",
 }

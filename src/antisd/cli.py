@@ -60,6 +60,8 @@ from antisd.configio import (  # noqa: F401 - re-exported: benchmarks and other 
     split_config_flags,
     train_inputs,
 )
+from antisd.interrupt import install as install_sigint
+from antisd.interrupt import interrupted, train_kept
 from antisd.train import run_train
 from antisd.validate import InputError, one_line
 
@@ -119,13 +121,14 @@ def train_help(full: bool = False) -> str:
 
 def _train_defaults(argv: list[str]) -> list[str]:
     """`argv` with the toy world's recipe in front when it applies (see the module docstring)."""
-    from antisd.builtin import TOY_RECIPE, default_train_argv, is_toy_model, model_flag
+    from antisd.builtin import TOY_RECIPE, default_train_argv, model_flag
+    from antisd.models import names_toy_model
 
     files, recipe, _ = split_config_flags(argv)
     if files or recipe:
         return argv
     model = model_flag(argv)
-    if model is None or is_toy_model(model):
+    if model is None or names_toy_model(model):  # toyworld[:recipe], or a folder of the toy model
         logger.info("No --config: the toy world's settings (%s) for the built-in toy model", TOY_RECIPE.name)
         return default_train_argv() + argv
     logger.info("No --config: the general defaults of antisd train --help for the model %s", model)
@@ -139,7 +142,10 @@ def cmd_train(argv: Sequence[str]) -> int:
         return 0
     inputs = train_inputs(_train_defaults(argv))
     model_args, data_cfg, reward_args, config = build_train_args(inputs)
-    run_train(model_args, data_cfg, config, reward_args, run_inputs=inputs)
+    try:
+        run_train(model_args, data_cfg, config, reward_args, run_inputs=inputs)
+    except KeyboardInterrupt:
+        return interrupted("train", train_kept(config))
     return 0
 
 
@@ -232,11 +238,13 @@ def setup_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``antisd`` console script. Returns the exit code: 0, 2 for bad input or usage
-    (one line, before anything is written), 1 for a run stopped by a non-finite loss or gradient."""
+    (one line, before anything is written), 1 for a run stopped by a non-finite loss or gradient, 130 for
+    Ctrl-C (one line: what was kept and how to go on; ``antisd.interrupt``)."""
     from antisd.trainer import NonFiniteTrainingError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
+    install_sigint()
     parser = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -255,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteTrainingError as e:  # stop_on_nonfinite: a runtime failure, not a usage error
         print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before a command's own handler could say what it kept
+        return interrupted(command, "stopped before it finished; run the same command again")
 
 
 if __name__ == "__main__":

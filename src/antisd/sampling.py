@@ -73,11 +73,14 @@ def ensure_pad_token(tokenizer: Any) -> Any:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
-    """``AutoTokenizer.from_pretrained`` with the pad-token fallback of `ensure_pad_token`."""
+    """``AutoTokenizer.from_pretrained`` with the pad-token fallback of `ensure_pad_token`; the toy model's
+    tokenizer gets its chat template (``antisd.models.ensure_toy_chat_template``)."""
     from transformers import AutoTokenizer
 
+    from antisd.models import ensure_toy_chat_template
+
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    return ensure_pad_token(tokenizer)
+    return ensure_toy_chat_template(ensure_pad_token(tokenizer))
 
 
 # ------------------------------------------------------------------------------------ special ids

@@ -16,12 +16,13 @@ checkpoint folder, or true/last for the newest ``checkpoint-*`` in ``output_dir`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
 
 from antisd.configio import CliError, ModelArgs, RewardArgs
-from antisd.validate import InputError, check_model, one_line
+from antisd.validate import InputError, check_output_dir, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -156,23 +157,49 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     ``answer_column``/``solution_column``/``problem_id_column`` are pointed at them
     (``AntiSDConfig.use_canonical_columns``; a changed value is logged).
     """
+    from antisd.models import resolve_model
+
+    reward_args = reward_args or RewardArgs()
+    check_output_dir(config.output_dir)
+    resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
+    dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
+    ref = resolve_model(model_args.model_name_or_path)  # a name that is no model fails here, at once
+    toy = ref.toy_build is not None  # the held-out toy evaluation needs the base policy's build
+    model_args = dataclasses.replace(model_args, model_name_or_path=ref.path)
+    log_effective_settings(data_cfg, config, reward_description(kind, why, reward_args, config, data_cfg))
+    reward, dataset = make_reward(kind, reward_args, data_cfg, config, dataset)
+    try:
+        trainer = _build_trainer(model_args, data_cfg, config, reward, dataset, callbacks=callbacks,
+                                 run_inputs=run_inputs)
+    except BaseException:
+        if hasattr(reward, "close"):
+            reward.close()  # the code sandbox's worker processes
+        raise
+    logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
+                config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if hasattr(reward, "close"):
+            reward.close()  # the code sandbox's worker processes
+    trainer.save_model(config.output_dir)
+    logger.info("Saved the final model to %s", config.output_dir)
+    if report and trainer.is_world_process_zero():
+        _final_report(trainer, model_args, toy)
+    return trainer
+
+
+def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, callbacks, run_inputs):
+    """Tokenizer, model and ``AntiSDTrainer`` (whose construction runs the last start checks); then, and only
+    then, ``antisd_run.yaml``: a start that fails leaves no file behind."""
     from transformers import AutoModelForCausalLM
 
-    from antisd.builtin import is_toy_model, resolve_model
     from antisd.data import check_prompt_format
     from antisd.report import log_final_step_callback
     from antisd.sampling import load_tokenizer, torch_dtype
     from antisd.trainer import AntiSDTrainer
 
-    reward_args = reward_args or RewardArgs()
-    toy = is_toy_model(model_args.model_name_or_path)
-    dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
-    log_effective_settings(data_cfg, config, reward_description(kind, why, reward_args, config, data_cfg))
-    resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
-    reward, dataset = make_reward(kind, reward_args, data_cfg, config, dataset)
-    model_args = resolve_model(model_args)
     name = model_args.model_name_or_path
-    check_model(name)
     logger.info("Loading the tokenizer of %s", name)
     tokenizer = _load_checked("tokenizer", name, load_tokenizer, name, trust_remote_code=model_args.trust_remote_code)
     check_prompt_format(tokenizer, data_cfg)
@@ -182,10 +209,6 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     logger.info("Loading the model %s (dtype %s)", name, model_args.dtype)
     model = _load_checked("model", name, AutoModelForCausalLM.from_pretrained, name,
                           dtype=torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code)
-    if run_inputs is not None and config.process_index == 0:
-        from antisd.configio import save_train_inputs
-
-        logger.info("Run settings written to %s", save_train_inputs(run_inputs, config.output_dir))
     trainer = AntiSDTrainer(
         model=model,
         reward_funcs=[reward],
@@ -199,17 +222,10 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         trainable, total = (sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                             sum(p.numel() for p in trainer.model.parameters()))
         logger.info("LoRA: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total)
-    logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
-                config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        if hasattr(reward, "close"):
-            reward.close()  # the code sandbox's worker processes
-    trainer.save_model(config.output_dir)
-    logger.info("Saved the final model to %s", config.output_dir)
-    if report and trainer.is_world_process_zero():
-        _final_report(trainer, model_args, toy)
+    if run_inputs is not None and config.process_index == 0:
+        from antisd.configio import save_train_inputs
+
+        logger.info("Run settings written to %s", save_train_inputs(run_inputs, config.output_dir))
     return trainer
 
 

@@ -68,6 +68,8 @@ from antisd.monitor import exploit_callback
 from antisd.pruned_generation import pruned_generate
 from antisd.pruned_generation import supports as pruned_supports
 from antisd.sampling import left_pad
+from antisd.startchecks import check_constructed, resolve_trainer_inputs
+from antisd.validate import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +130,11 @@ class AntiSDTrainer(GRPOTrainer):
     args: AntiSDConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        args, kwargs = resolve_trainer_inputs(args, kwargs)  # a model name resolved, the output folder checked
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, AntiSDConfig):
             raise TypeError(f"AntiSDTrainer needs args of type AntiSDConfig, got {type(self.args).__name__}")
+        check_constructed(self)  # templates: before training starts, not inside trainer.train()
         self.gate: SchmittGate | None = (
             make_gate(self.args.gate, **self.args.gate_params) if self.args.uses_teacher else None
         )
@@ -152,7 +156,7 @@ class AntiSDTrainer(GRPOTrainer):
         names = list(self.reward_func_names)
         want = self.args.correctness_reward
         if want is not None and want not in names:
-            raise ValueError(f"correctness_reward={want!r} is not a reward function; have {names}")
+            raise InputError(f"correctness_reward={want!r} is not a reward function; have {names}")
         self._correct_idx = names.index(want) if want is not None else 0
 
     def _warn_half_precision_head(self) -> None:

@@ -85,7 +85,7 @@ def test_a_samples_file_is_scored_with_per_task_results_and_summary(tmp_path, ca
     (["--benchmarks", "humaneval_plus", "--samples", "missing.jsonl"], "no such file"),
     (["--benchmarks", "humaneval_plus", "--samples", "FILE", "--code_sandbox", "gopher://x"], "code_sandbox="),
     (["--benchmarks", "humaneval_plus", "--samples", "UNKNOWN"], "no sample of"),
-    (["--benchmarks", "humaneval_plus", "--samples", "LATIN1"], "cannot be read"),
+    (["--benchmarks", "humaneval_plus", "--samples", "LATIN1"], "is not UTF-8 text: byte 0xe9 at line 1 (offset 45)"),
 ])
 def test_bad_samples_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, expected):
     good = _samples_file(tmp_path / "good.jsonl")

@@ -28,7 +28,8 @@ from antisd.evaluate.benchmarks import (
     EvalError,
     parse_benchmark,
 )
-from antisd.validate import InputError, check_model
+from antisd.models import builtin_model_path, resolve_model, toy_settings
+from antisd.validate import InputError, read_utf8
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -139,6 +140,8 @@ class EvalConfig:
                                  f"{' or '.join(CODE_PRESETS)} alone (got {self.benchmarks})")
             if self.samples is not None and not Path(self.samples).expanduser().is_file():
                 raise ValueError(f"samples={self.samples!r}: no such file")
+            if self.samples is not None:
+                read_utf8(self.samples, what="samples")  # bytes that are not UTF-8: the file, line and offset
         if self.temperature == 0:
             logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
 
@@ -173,6 +176,9 @@ def model_label(spec: str) -> tuple[str, str]:
     path = path.strip()
     if not path:
         raise ValueError(f"model {spec!r}: give a path or hub name after '='")
+    builtin = builtin_model_path(path, what=f"models ({label})")  # toyworld, smollm2-135m, a .gguf (antisd.models)
+    if builtin is not None:
+        return label, builtin
     local = Path(path).expanduser()
     return label, str(local.resolve()) if local.exists() else path  # one spelling per checkpoint
 
@@ -193,15 +199,23 @@ def build_parser() -> DataclassParser:
 
 
 def check_models(cfg: EvalConfig) -> None:
-    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.validate.check_model``);
-    raises EvalError (one line) before anything is written."""
+    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.models.resolve_model``: a built-in
+    name, a local folder or a hub id; an unknown name fails at once); raises EvalError (one line) before
+    anything is written. When every model is the toy model, a ``max_new_tokens`` left at its default (far
+    beyond the 512 positions the toy model has) becomes the toy model's response budget (logged)."""
     if cfg.rescore:
         return
+    toy = []
     for label, path in cfg.model_specs():
         try:
-            check_model(path, what=f"models ({label})")
+            toy.append(resolve_model(path, what=f"models ({label})").toy)
         except InputError as e:
             raise EvalError(str(e)) from None
+    budget = toy_settings().get("max_completion_length")
+    if toy and all(toy) and budget and cfg.max_new_tokens == EvalConfig.__dataclass_fields__["max_new_tokens"].default:
+        logger.info("max_new_tokens %d -> %d: the toy model's response budget (recipes/toy/antisd.yaml)",
+                    cfg.max_new_tokens, budget)
+        cfg.max_new_tokens = int(budget)
 
 
 def parse_args(argv: Sequence[str]) -> EvalConfig:

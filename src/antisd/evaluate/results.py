@@ -138,6 +138,10 @@ def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recor
     if overwrite:
         for p in (path, meta):
             p.unlink(missing_ok=True)
+    if meta.exists() and not (path.exists() and path.stat().st_size):
+        # settings of a start that failed or was stopped before its first sample: nothing to protect
+        logger.info("%s: no samples yet; its settings file %s is replaced by this run's", path.name, meta.name)
+        meta.unlink()
     if meta.exists():
         try:
             stored = json.loads(meta.read_text(encoding="utf-8"))

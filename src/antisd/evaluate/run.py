@@ -39,6 +39,9 @@ from antisd.evaluate.results import (
     score_results,
 )
 from antisd.evaluate.summary import format_markdown, plot_pass_at_k, summarize, write_summary
+from antisd.interrupt import install as install_sigint
+from antisd.interrupt import interrupted
+from antisd.validate import InputError, check_output_dir, one_line
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -130,14 +133,35 @@ def _existing(path: Path, k: int) -> set[str]:
     return set(complete)
 
 
+def check_chat_templates(cfg: EvalConfig) -> None:
+    """With chat prompts, every model's tokenizer needs a chat template (the toy model's is supplied:
+    ``antisd.models``); raises EvalError (one line) before any settings file or sample is written."""
+    if cfg.prompt_format != "chat":
+        return
+    for label, path in cfg.model_specs():
+        try:
+            tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise EvalError(f"models ({label})={path!r}: the tokenizer could not be loaded ({one_line(e)[:300]})") from None
+        if not getattr(tokenizer, "chat_template", None):
+            raise EvalError(f"models ({label})={path!r}: its tokenizer has no chat template, and prompt_format is chat; "
+                            "give --prompt_format plain (the problem text as the prompt) or a model with a chat template")
+
+
 def run_eval(cfg: EvalConfig) -> EvalSummary:
-    """Evaluate every model on every benchmark (resuming finished problems); write and return the summary."""
+    """Evaluate every model on every benchmark (resuming finished problems); write and return the summary.
+    The start checks (output folder, chat templates, every settings fingerprint) run before any model loads."""
+    try:
+        check_output_dir(cfg.output_dir)
+    except InputError as e:
+        raise EvalError(str(e)) from None
     if cfg.rescore:
         return _finish(summarize(score_results(cfg.output_dir, timeout_s=cfg.verify_timeout_s)), cfg, {})
     if cfg.samples:  # an EvalPlus samples file on a code preset (antisd.evaluate.code)
         rows, files = score_samples_file(cfg, cfg.benchmark_specs()[0])
         return _finish(rows, cfg, files)
     backend = resolve_backend(cfg.backend)
+    check_chat_templates(cfg)
     batch_size = cfg.batch_size or (4096 if backend == "vllm" else 64)
     code_benches = [b for b in cfg.benchmark_specs() if is_code_benchmark(b)]
     benches = [resolve_id_column(b) for b in cfg.benchmark_specs() if not is_code_benchmark(b)]
@@ -175,11 +199,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             datefmt="%H:%M:%S")
         logging.getLogger("antisd").setLevel(logging.INFO)
+    install_sigint()
+    cfg = None
     try:
         cfg = parse_args(argv)  # config checks raise ValueError
         summary = run_eval(cfg)
     except (EvalError, DataError) as e:
         print(f"antisd eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted("eval", eval_kept(cfg))
     print(format_markdown(summary.rows))
     return 0
+
+
+def eval_kept(cfg: EvalConfig | None) -> str:
+    """What an interrupted ``antisd eval`` kept (the samples of finished problems, appended as they finish) and
+    how to go on (the same command resumes: finished problems are skipped, an unfinished one is drawn anew)."""
+    if cfg is None:
+        return "before any sample was drawn; nothing was written"
+    folder = Path(cfg.output_dir)
+    files = sorted((folder / "samples").glob("*.jsonl")) + sorted((folder / "code").glob("*.samples.jsonl"))
+    kept = 0
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            kept += sum(1 for line in f if line.endswith("\n") and line.strip())
+    if not kept:
+        return f"no sample was finished, so none was kept in {folder}; run the same command again to start"
+    return (f"{kept} samples kept in {folder} ({len(files)} file(s)); run the same command again to resume "
+            "(finished problems are skipped)")

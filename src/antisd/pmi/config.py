@@ -3,7 +3,10 @@ and its command line (``antisd.configio.DataclassParser``, like ``antisd train``
 
 Fields left at ``None`` are filled, in this order, from the training YAML given as ``config``
 (the keys of ``AntiSDConfig``/``DataConfig``/``ModelArgs`` that matter here; every other key of
-the file is ignored) and then from the built-in defaults. The privileged context (the fields of
+the file is ignored), then, when the model is the toy model (``antisd.models``), from its settings,
+and then from the built-in defaults. ``--rollouts`` of a training run's dump without ``--config``
+reads that run's ``antisd_run.yaml``; without ``--model`` (and ``--use_stored_logps``) the run's
+final model, else its newest checkpoint, else its base model scores them. The privileged context (the fields of
 ``antisd.context.ContextFields``: template, feedback strings, solution sources, sibling format,
 answer line, solution length, think stripping, correct threshold) therefore defaults to exactly
 what training used.
@@ -12,6 +15,7 @@ what training used.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,10 @@ from typing import Any, Literal
 
 from antisd.configio import CliError, DataclassParser, config_path, parse_with_configs, read_yaml
 from antisd.context import CONTEXT_FIELDS, ContextOverrides
+from antisd.models import names_toy_model, toy_settings
+
+logger = logging.getLogger(__name__)
+RUN_FILE = "antisd_run.yaml"  # the settings antisd train writes into its output folder
 
 # YAML key -> PMIConfig field, for the non-context settings a training file also fixes.
 RUN_KEYS: dict[str, str] = {
@@ -56,6 +64,26 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 class PMIConfigError(ValueError):
     """A bad option or config file: reported on one line before any model loads."""
+
+
+def run_of_rollouts(path: str | Path) -> Path | None:
+    """The training run that wrote a rollouts file (``<output_dir>/rollouts/rollouts.jsonl``, written with
+    ``dump_rollouts_every``): the folder holding ``antisd_run.yaml``, the file's own or the one above it."""
+    folder = Path(path).expanduser().absolute().parent
+    for run_dir in (folder, folder.parent):
+        if (run_dir / RUN_FILE).is_file():
+            return run_dir
+    return None
+
+
+def run_model(run_dir: Path) -> str | None:
+    """A run's final model (saved in its output folder when training finished), else its newest complete
+    checkpoint, else None (the run's base model, from its ``antisd_run.yaml``, then applies)."""
+    from antisd.checkpoints import last_complete_checkpoint
+
+    if any((run_dir / f).is_file() for f in ("config.json", "adapter_config.json")):
+        return str(run_dir)
+    return last_complete_checkpoint(run_dir)
 
 
 def read_training_yaml(path: str | Path) -> dict[str, Any]:
@@ -124,12 +152,32 @@ class PMIConfig(ContextOverrides):
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
+        if self.rollouts is not None and (self.config is None or self.model is None):
+            self._fill_from_run(run_of_rollouts(self.rollouts))
         if self.config is not None:
             self._fill_from_yaml(read_training_yaml(self.config))
+        if names_toy_model(self.model):  # the toy model's prompts, teacher context and budget (antisd.models)
+            self._fill_from_yaml(toy_settings())
         for name, value in FALLBACKS.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self._check()
+
+    def _fill_from_run(self, run_dir: Path | None) -> None:
+        """--rollouts from a training run, without --config or --model: the run's settings (its
+        antisd_run.yaml) and, unless the stored log-probs are used, the run's model (``run_model``)."""
+        if run_dir is None:
+            return
+        if self.config is None:
+            self.config = str(run_dir / RUN_FILE)
+            logger.info("Settings of the run that wrote the rollouts: %s", self.config)
+        if self.model is None and not self.use_stored_logps:
+            self.model = run_model(run_dir)
+            if self.model is not None:
+                logger.info("Model of the run that wrote the rollouts: %s", self.model)
+            else:
+                logger.info("The run %s has no saved model or checkpoint yet: its base model scores the rollouts",
+                            run_dir)
 
     def _fill_from_yaml(self, data: dict[str, Any]) -> None:
         for key, name in {**RUN_KEYS, **{k: k for k in CONTEXT_FIELDS}}.items():

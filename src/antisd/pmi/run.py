@@ -35,7 +35,9 @@ from antisd.pmi.render import (
 from antisd.pmi.sources import load_problem_rows, read_rollouts, sample_rollouts
 from antisd.sampling import load_tokenizer as load_pretrained_tokenizer
 from antisd.sampling import resolve_device, torch_dtype
-from antisd.validate import InputError, check_model, check_tokenizer, one_line
+from antisd.interrupt import install as install_sigint
+from antisd.interrupt import interrupted
+from antisd.validate import InputError, check_output_dir, check_tokenizer, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +174,11 @@ def check_inputs(cfg: PMIConfig) -> None:
     validated as ``antisd train`` validates them; a --rollouts file is read row by row later (an
     unusable row is skipped and counted)."""
     from antisd.data import load_problems
+    from antisd.models import resolve_model
 
-    if cfg.model and not cfg.use_stored_logps:
-        check_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None)
+    check_output_dir(cfg.output_dir)
+    if cfg.model and not cfg.use_stored_logps:  # toyworld, a local folder or a hub id (antisd.models)
+        cfg.model = resolve_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None).path
     if cfg.tokenizer:
         check_tokenizer(cfg.tokenizer)
     if cfg.dataset is not None:
@@ -186,10 +190,10 @@ def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
     from tqdm.auto import tqdm
 
     check_inputs(cfg)
+    skips = SkipLog()
+    records, expected, info = iter_records(cfg, skips)  # the model, tokenizer and templates load here
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    skips = SkipLog()
-    records, expected, info = iter_records(cfg, skips)
     if cfg.max_rollouts is not None:
         records = itertools.islice(records, cfg.max_rollouts)
     agg = PMIAggregator(
@@ -216,15 +220,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    install_sigint()
+    cfg = None
     try:
         cfg = parse_args(argv)
         tables, skips, report = run(cfg)
     except (PMIConfigError, FileNotFoundError, InputError) as e:
         print(f"antisd pmi: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted("pmi", pmi_kept(cfg))
     print(report)
     s = tables.summary
     if s["n_rollouts"] == 0:
         print(f"antisd pmi: no rollout could be scored (skipped: {dict(skips.counts)})", file=sys.stderr)
         return 1
     return 1 if s["telescoping_failed"] else 0
+
+
+def pmi_kept(cfg: PMIConfig | None) -> str:
+    """What an interrupted ``antisd pmi`` kept: the records of the rollouts scored so far, without the report
+    (aggregates need every rollout), and how to go on (the same command starts over; it does not resume)."""
+    records = Path(cfg.output_dir) / "records.jsonl" if cfg is not None else None
+    if records is None or not records.is_file():
+        return "no rollout was scored yet, so nothing was written; run the same command again to start"
+    with open(records, encoding="utf-8", errors="replace") as f:
+        n = sum(1 for line in f if line.endswith("\n"))
+    if not n:
+        return f"no rollout was scored yet ({records} is empty); run the same command again to start"
+    return (f"{n} scored rollouts kept in {records}, no report written; run the same command again to start over "
+            "(--max_rollouts N scores fewer)")

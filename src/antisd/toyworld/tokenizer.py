@@ -23,6 +23,10 @@ WORDS: tuple[str, ...] = (
     "ref", "feedback", "right", "wrong",
 )
 DEFAULT_MAX_NUMBER = 255
+# The toy model reads plain text (it was trained on it): a chat is rendered as the text of its user turns
+# (system messages left out, no role markers), so a chat prompt gives the same token ids as its plain
+# prompt. Set by antisd.sampling.load_tokenizer on a toy tokenizer that has no chat template.
+CHAT_TEMPLATE = "{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(' ') }}"
 
 
 def vocabulary(max_number: int = DEFAULT_MAX_NUMBER) -> list[str]:
@@ -55,3 +59,9 @@ def unknown_words(text: str, max_number: int = DEFAULT_MAX_NUMBER) -> list[str]:
     """Words of ``text`` that are not in the vocabulary (they would become ``<unk>``)."""
     vocab = set(vocabulary(max_number))
     return [w for w in text.split() if w not in vocab]
+
+
+def is_toy_vocabulary(vocab: dict[str, int]) -> bool:
+    """Whether ``vocab`` (token -> id) is exactly the toy tokenizer's (``vocabulary(n)`` for some n)."""
+    n = len(vocab) - len(SPECIAL_TOKENS) - len(WORDS) - 1
+    return n >= 0 and vocab == {w: i for i, w in enumerate(vocabulary(n))}
