@@ -98,3 +98,21 @@ def test_check_folder_names_what_is_wrong(tmp_path):
     assert check_folder(tmp_path) == [f"{tmp_path / 'b.bin'}: missing"]
     assert check_folder(tmp_path, checksums=True) == [f"{tmp_path / 'a.bin'}: sha256 differs from the manifest's "
                                                       f"{'0' * 64}", f"{tmp_path / 'b.bin'}: missing"]
+
+
+def test_leftovers_of_a_killed_conversion_are_swept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = tmp_path / f".{SMOLLM2_135M.folder}.tmp-{dead}"
+    old = tmp_path / f".{SMOLLM2_135M.folder}.old-{dead}"
+    live = tmp_path / f".{SMOLLM2_135M.folder}.tmp-{os.getppid()}"  # a running process's conversion: kept
+    other = tmp_path / f".gguf-0123456789abcdef.tmp-{dead}"  # another model's: not this sweep's business
+    for d in (left, old, live, other):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x")
+    realmodel._sweep_leftovers(tmp_path / SMOLLM2_135M.folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

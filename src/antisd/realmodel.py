@@ -293,14 +293,19 @@ def fetch(name: str = SMOLLM2_135M.name, *, cache_dir: str | Path | None = None,
         gguf = Path(name).expanduser()
         if not gguf.is_file():
             raise RealModelError(f"{gguf}: no such GGUF file")
-        dest = root / f"gguf-{sha256_file(gguf)[:16]}"
-        expected, source, licence = None, {"path": str(gguf.resolve())}, None
+        digest = sha256_file(gguf)
+        spec = next((m for m in BUILTIN_MODELS.values() if m.gguf_sha256 == digest), None)
+        if spec is not None:  # a built-in model's own file (e.g. the wheel's): one folder for both names
+            return fetch(spec.name, cache_dir=cache_dir, force=force)
+        dest = root / f"gguf-{digest[:16]}"
+        expected, source, licence = digest, {"path": str(gguf.resolve())}, None
     else:
         gguf = wheel_gguf(spec)
         dest = root / spec.folder
         expected, licence = spec.gguf_sha256, wheel_licence(spec)
         source = {"name": spec.name, "wheel": f"{spec.distribution}=={spec.version}", "wheel_sha256": spec.wheel_sha256,
                   "upstream": spec.upstream, "licence": spec.licence}
+    _sweep_leftovers(dest)
     if not force and not check_folder(dest):
         return dest
     if dest.exists():
@@ -318,6 +323,16 @@ def fetch(name: str = SMOLLM2_135M.name, *, cache_dir: str | Path | None = None,
             logger.warning("The converted %s differ from the checksums recorded for transformers 5.24.0 "
                            "(docs/realmodel.md); another transformers version may write them differently", differ)
     return out
+
+
+def _sweep_leftovers(dest: Path) -> None:
+    """Remove the temporary folders of conversions into `dest` whose process is gone (killed mid-way)."""
+    from antisd.toyworld.base_policy import pid_alive
+
+    for tmp in dest.parent.glob(f".{dest.name}.*-*") if dest.parent.is_dir() else []:
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model_name(name: str, cache_dir: str | Path | None = None) -> str | None:

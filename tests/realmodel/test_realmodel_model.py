@@ -86,3 +86,11 @@ def test_the_builtin_name_resolves_to_the_converted_folder(smollm2_path, name):
 
     assert resolve_model_name(name) == str(smollm2_path)
     assert resolve_model_name("Qwen/Qwen3-0.6B") is None and resolve_model_name(str(smollm2_path)) is None
+
+
+def test_the_wheels_gguf_path_resolves_to_the_same_folder(smollm2_path):
+    """A .gguf path is converted into the cache; the wheel's own file is the built-in model: no second copy."""
+    from antisd.realmodel import resolve_model_name
+
+    assert resolve_model_name(str(wheel_gguf())) == str(smollm2_path)
+    assert not list(smollm2_path.parent.glob("gguf-*"))
