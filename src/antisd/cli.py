@@ -86,7 +86,7 @@ COMMON_TRL_FIELDS = (
     "save_only_model", "resume_from_checkpoint", "report_to",
 )
 # Subcommands served by other modules, registered only when the module exists: name -> module.
-OPTIONAL_COMMANDS = {"eval": "antisd.evaluate", "pmi": "antisd.pmi"}
+OPTIONAL_COMMANDS = {"eval": "antisd.evaluate", "pmi": "antisd.pmi", "model": "antisd.realmodel"}
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

