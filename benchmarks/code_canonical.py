@@ -6,8 +6,9 @@
 
     # three samples per task in EvalPlus's format: canonical, `return None`, an object equal to anything
     python benchmarks/code_canonical.py --write-samples DIR
-    # scoring throughput: N completions on MBPP train (half the reference in a fence, half wrong)
-    python benchmarks/code_canonical.py --throughput 200
+    # scoring throughput: N completions on MBPP train (half the reference in a fence, half wrong), against a
+    # bare interpreter start and (--vs-toy-step) a step of the main job, measured in the same run
+    python benchmarks/code_canonical.py --throughput 128 [--vs-toy-step]
     # score a samples file (per-task results to JSON); compare with EvalPlus's eval_results.json
     python benchmarks/code_canonical.py --samples FILE --benchmark mbpp_plus [--results-out OUT.json]
                                         [--evalplus-results eval_results.json]
@@ -98,7 +99,17 @@ def samples(scorer: CodeScorer, path: Path, benchmark: str, out: Path | None, ev
     print(f"agreement: {same} tasks identical, {differ} differ (per sample, base and base+plus)")
 
 
-def throughput(scorer: CodeScorer, n: int) -> None:
+def toy_step_seconds(steps: int = 4) -> float:
+    """Median seconds of a step of the main job (toy world, 16 problems x 8 rollouts), in this process."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import toy_step
+
+    from antisd.builtin import default_train_argv
+
+    return toy_step.run_variant("fast", steps, default_train_argv() + ["--model_name_or_path", "toyworld"])["step"]
+
+
+def throughput(scorer: CodeScorer, n: int, with_toy_step: bool = False) -> None:
     fence = "`" * 3
     tasks = load_tasks("mbpp_train")[: max(1, n // 2)]
     pairs = [(task, f"Solution:\n{fence}python\n{task.reference}\n{fence}") for task in tasks]
@@ -117,6 +128,10 @@ def throughput(scorer: CodeScorer, n: int) -> None:
               f"({stats.n_passed} passed, {stats.n_failed} failed, {stats.n_timeout} timeouts); "
               f"{per_program:.1f} ms of a worker per program = {per_program / bare:.2f}x a bare interpreter start",
               flush=True)
+        if with_toy_step:
+            step = toy_step_seconds()
+            print(f"run {attempt}: a toy step (main job, median of 3) takes {step:.2f} s: scoring its {len(pairs)} "
+                  f"completions is {elapsed / step:.2f} of it", flush=True)
 
 
 def bare_python_start_ms(python: str, n: int = 20) -> float:
@@ -141,6 +156,8 @@ def main() -> int:
     parser.add_argument("--results-out", type=Path, default=None)
     parser.add_argument("--evalplus-results", type=Path, default=None)
     parser.add_argument("--throughput", type=int, default=None)
+    parser.add_argument("--vs-toy-step", action="store_true",
+                        help="with --throughput: also time a step of the main job in the same run and print the share")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.write_samples is not None:
@@ -149,7 +166,7 @@ def main() -> int:
     with CodeScorer(LocalExecutor(args.isolation), HarnessConfig(cache_dir=args.cache_dir), workers=args.workers) as scorer:
         print(f"isolation: {scorer.executor.isolation}, workers: {scorer.workers}", flush=True)
         if args.throughput is not None:
-            throughput(scorer, args.throughput)
+            throughput(scorer, args.throughput, args.vs_toy_step)
             return 0
         if args.samples is not None:
             samples(scorer, args.samples, args.benchmark, args.results_out, args.evalplus_results)
