@@ -99,7 +99,7 @@ def test_train_help_opens_with_the_antisd_options(capsys):
     assert groups[:4] == ["AntiSD method (docs/method.md):", "gate:", "guards:",
                           "privileged context (the teacher's prompt):"]
     assert all(f"--{name}" in short for name in antisd_field_names())  # every AntiSD option, in some section
-    assert short.index("--gate_down_ratio") < short.index("\nmodel:\n") < short.index("\ncommon TRL options")
+    assert short.index("--gate_down_ratio") < short.index("\nmodel:\n") < short.index("\nTRL options")
     assert main(["train", "--help-all"]) == 0
     full = capsys.readouterr().out
     assert "--adam_beta1" not in short and len(short.splitlines()) < len(full.splitlines()) / 3

@@ -34,7 +34,6 @@ GPU:  accelerate launch --config_file "$(antisd recipe --dir)/accelerate/zero3_8
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -67,56 +66,16 @@ from antisd.validate import InputError, one_line
 
 logger = logging.getLogger("antisd")  # not __name__: under `python -m antisd.cli` that is "__main__"
 
-TRAIN_USAGE = "antisd train [--config YAML ...] [--recipe MODEL METHOD] [--key value ...]"
-TRAIN_HELP_HEAD = """RL post-training of a reasoning LM with GRPO, SD or AntiSD (TRL's GRPOTrainer + the AntiSD token term).
-
-Built-in names: --model_name_or_path toyworld (the toy world's base policy, shipped with antisd;
-toyworld:tiny for smoke tests); --dataset_name toyworld, dapo_math_17k, math500, gsm8k_test,
-aime2024, ..., mbpp_train (code: execution reward) (shipped with antisd). With no --config/--recipe and no model (or the toy model),
-the toy world's recipe applies (recipes/toy/antisd.yaml); any other model gets the defaults below.
---config FILE.yaml (repeatable, merged left to right; the command line wins); --recipe MODEL METHOD
-(the paper's setups: antisd recipe --list)."""
-TRAIN_HELP_TAIL = """This lists the AntiSD options and the common TRL ones; antisd train --help-all lists all {n} fields
-(TRL's GRPOConfig and transformers' TrainingArguments included). Booleans take true/false."""
-# A selection of GRPOConfig/TrainingArguments fields for the short help; --help-all lists every one.
-COMMON_TRL_FIELDS = (
-    "output_dir", "max_steps", "learning_rate", "lr_scheduler_type", "num_generations", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "max_completion_length", "temperature", "top_p", "beta", "loss_type", "bf16",
-    "gradient_checkpointing", "use_vllm", "vllm_mode", "seed", "logging_steps", "save_strategy", "save_steps",
-    "save_only_model", "resume_from_checkpoint", "report_to",
-)
 # Subcommands served by other modules, registered only when the module exists: name -> module.
 OPTIONAL_COMMANDS = {"eval": "antisd.evaluate", "pmi": "antisd.pmi", "model": "antisd.realmodel"}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written; each option's default after its help (as HfArgumentParser shows it)."""
-
-
 def train_help(full: bool = False) -> str:
-    """``antisd train --help``: the AntiSD options by section (``antisd.config.HELP_SECTIONS``), the
-    model, data and reward options and the common TRL ones; `full`: every option (``--help-all``)."""
-    from antisd.config import HELP_SECTIONS, antisd_field_names
-    from antisd.data import DataConfig
+    """``antisd train --help`` (`full`: ``--help-all``): the AntiSD options by section, then model, data,
+    reward and the common TRL options (``antisd.helptext``, which also serves it without importing TRL)."""
+    from antisd.helptext import help_text
 
-    parser = build_parser()
-    if full:
-        return f"{TRAIN_HELP_HEAD}\n\n{parser.format_help()}"
-    actions = parser.field_actions()
-    listed = {name for _, names in HELP_SECTIONS for name in names}
-    other = tuple(name for name in antisd_field_names() if name not in listed)
-    sections = [*HELP_SECTIONS, *([("other AntiSD options", other)] if other else []),
-                ("model", tuple(f.name for f in dataclasses.fields(ModelArgs))),
-                ("data", tuple(f.name for f in dataclasses.fields(DataConfig))),
-                ("reward", tuple(f.name for f in dataclasses.fields(RewardArgs))),
-                ("common TRL options (all of them: --help-all)", COMMON_TRL_FIELDS)]
-    short = argparse.ArgumentParser(prog="antisd train", usage=TRAIN_USAGE, description=TRAIN_HELP_HEAD,
-                                    epilog=TRAIN_HELP_TAIL.format(n=len(actions)), add_help=False,
-                                    formatter_class=_HelpFormatter)
-    for title, names in sections:
-        group = short.add_argument_group(title)
-        group._group_actions.extend(a for name in names for a in actions.get(name, []))  # argparse's own list
-    return short.format_help()
+    return help_text("train-all" if full else "train")
 
 
 def _train_defaults(argv: list[str]) -> list[str]:
@@ -213,7 +172,9 @@ COMMANDS = {"train": cmd_train, "recipe": cmd_recipe, "data": cmd_data, "report"
 
 def _top_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antisd", description="RL post-training of reasoning LMs with AntiSD.",
-                                epilog="Run 'antisd COMMAND --help' for a command's options.")
+                                epilog="Run 'antisd COMMAND --help' for a command's options. Every command also takes "
+                                       "--threads N: CPU threads (default: the CPUs this process may use; also "
+                                       "$ANTISD_THREADS; off: torch's own setting).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("train", help="train with GRPO / SD / AntiSD (YAML configs + --key value overrides)", add_help=False)
     sub.add_parser("recipe", help="print a paper recipe (model + method) as one YAML file", add_help=False)
@@ -240,11 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``antisd`` console script. Returns the exit code: 0, 2 for bad input or usage
     (one line, before anything is written), 1 for a run stopped by a non-finite loss or gradient, 130 for
     Ctrl-C (one line: what was kept and how to go on; ``antisd.interrupt``)."""
-    from antisd.trainer import NonFiniteTrainingError
+    from antisd.helptext import help_command, help_text
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     install_sigint()
+    if help_command(argv) is not None:  # train/eval/pmi --help: the compact help, the same as the console script's
+        print(help_text(help_command(argv)), end="")
+        return 0
     parser = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -260,12 +224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, InputError) as e:
         print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except NonFiniteTrainingError as e:  # stop_on_nonfinite: a runtime failure, not a usage error
-        print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is the trainer's own stop
+        trainer = sys.modules.get("antisd.trainer")  # not imported: no training ran (and --help stays fast)
+        if trainer is None or not isinstance(e, trainer.NonFiniteTrainingError):
+            raise
+        print(f"antisd {command}: error: {one_line(e)}", file=sys.stderr)  # stop_on_nonfinite: a runtime failure
         return 1
     except KeyboardInterrupt:  # before a command's own handler could say what it kept
         return interrupted(command, "stopped before it finished; run the same command again")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from antisd.entry import main as entry_main  # --threads and the thread settings, as the console script
+
+    sys.exit(entry_main())
