@@ -19,7 +19,10 @@ def test_resume_argument(tmp_path):
     with pytest.raises(CliError, match="holds no checkpoint"):
         _resume_arg("true", str(out))
     (out / "checkpoint-2").mkdir(parents=True)
-    assert _resume_arg("true", str(out)) is True
+    assert _resume_arg("true", str(out)) == str(out / "checkpoint-2")  # a folder: the log names it
+    (out / "checkpoint-2" / "antisd_state.json").write_text("{}")
+    (out / "checkpoint-3").mkdir()  # newer, but incomplete (no antisd_state.json): the complete one is taken
+    assert _resume_arg("last", str(out)) == str(out / "checkpoint-2")
     assert _resume_arg(str(out / "checkpoint-2"), str(out)) == str(out / "checkpoint-2")
     with pytest.raises(CliError, match="is not a directory"):
         _resume_arg(str(out / "checkpoint-9"), str(out))

@@ -1,8 +1,8 @@
 """Fails loudly when the TRL internals AntiSDTrainer relies on change shape.
 
 AntiSDTrainer overrides ``_calculate_rewards``, ``_generate_and_score_completions``,
-``_save_checkpoint``, ``_load_optimizer_and_scheduler`` and ``_generate_single_turn`` (calling super
-first / around it), and calls ``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
+``_save_checkpoint``, ``_load_optimizer_and_scheduler``, ``_generate_single_turn``, ``log`` and
+``_issue_warnings_after_load`` (calling super first / around it) and ``create_model_card`` (replacing TRL's), and calls ``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
 any of these, upgrade deliberately: re-read the new methods, adapt the trainer, then the pins.
 """
 
@@ -36,6 +36,21 @@ def test_private_hook_signatures():
     assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
     assert _params(GRPOTrainer._generate_single_turn)[:3] == ["self", "prompt_ids", "images"]
     assert _params(GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
+
+
+def test_logging_model_card_and_load_warning_hooks():
+    """AntiSDTrainer.log drops the metrics with no finite value from ``self._metrics[mode]`` before TRL averages
+    them (TRL logs None for those); create_model_card replaces TRL's card; _issue_warnings_after_load filters the
+    tied keys out of ``load_result.missing_keys`` (a NamedTuple from load_state_dict)."""
+    from transformers import Trainer
+
+    src = inspect.getsource(GRPOTrainer.log)
+    assert "self._metrics[mode].items()" in src and "else None" in src and "super().log(logs, start_time)" in src
+    assert _params(GRPOTrainer.log) == ["self", "logs", "start_time"]
+    assert "self.create_model_card(" in inspect.getsource(GRPOTrainer._save_checkpoint)
+    assert _params(GRPOTrainer.create_model_card)[:2] == ["self", "model_name"]
+    assert _params(Trainer._issue_warnings_after_load) == ["self", "load_result"]
+    assert "load_result.missing_keys" in inspect.getsource(Trainer._issue_warnings_after_load)
 
 
 def test_plain_generation_calls_the_unwrapped_models_generate():

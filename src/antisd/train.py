@@ -27,16 +27,22 @@ from antisd.validate import InputError, check_output_dir, one_line
 logger = logging.getLogger(__name__)
 
 
-def _resume_arg(value: str | None, output_dir: str) -> str | bool | None:
-    """TrainingArguments' resume_from_checkpoint (a string) as Trainer.train wants it."""
+def _resume_arg(value: str | None, output_dir: str) -> str | None:
+    """TrainingArguments' resume_from_checkpoint (a string) as Trainer.train wants it: None or a checkpoint
+    folder; true/last is the newest complete checkpoint of output_dir (``antisd.checkpoints``; else the
+    highest-numbered one, as transformers picks it), so that the log names the folder."""
     if value is None or str(value).lower() in ("", "false", "none", "no", "0"):
         return None
     if str(value).lower() in ("true", "yes", "1", "last"):
         from transformers.trainer_utils import get_last_checkpoint
 
-        if not os.path.isdir(output_dir) or get_last_checkpoint(output_dir) is None:
+        from antisd.checkpoints import last_complete_checkpoint
+
+        found = (last_complete_checkpoint(output_dir) or get_last_checkpoint(output_dir)
+                 if os.path.isdir(output_dir) else None)
+        if found is None:
             raise CliError(f"resume_from_checkpoint=true but {output_dir!r} holds no checkpoint-* folder")
-        return True
+        return found
     if not os.path.isdir(value):
         raise CliError(f"resume_from_checkpoint={value!r} is not a directory; give a checkpoint path or true (the last one in output_dir)")
     return value
@@ -162,6 +168,7 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     reward_args = reward_args or RewardArgs()
     check_output_dir(config.output_dir)
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
+    model_label, data_label = model_args.model_name_or_path, data_cfg.dataset_name  # as given: report and card
     dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
     ref = resolve_model(model_args.model_name_or_path)  # a name that is no model fails here, at once
     toy = ref.toy_build is not None  # the held-out toy evaluation needs the base policy's build
@@ -175,6 +182,8 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
         if hasattr(reward, "close"):
             reward.close()  # the code sandbox's worker processes
         raise
+    trainer.model_card_info = {"base_model": model_label, "data": f"{data_label} ({len(dataset)} problems)",
+                               "reward": reward_description(kind, why, reward_args, config, data_cfg)}
     logger.info("Training: %s steps of %d completions (%d per problem)%s", config.max_steps,
                 config.generation_batch_size, config.num_generations, f", resuming from {resume}" if resume else "")
     try:
@@ -185,8 +194,17 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     trainer.save_model(config.output_dir)
     logger.info("Saved the final model to %s", config.output_dir)
     if report and trainer.is_world_process_zero():
-        _final_report(trainer, model_args, toy)
+        _final_report(trainer, model_args, toy_world_run(toy, kind, data_label), model_label=model_label,
+                      data_label=data_label, kind=kind)
     return trainer
+
+
+def toy_world_run(toy_model: bool, kind: str, dataset_name: str) -> bool:
+    """Whether a run is a toy-world run (the toy model on the toy world's maths problems): only those get the
+    held-out toy evaluation and a report titled "on the toy world"."""
+    from antisd.builtin import TOY_DATASET
+
+    return toy_model and kind == "math" and dataset_name == TOY_DATASET
 
 
 def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, callbacks, run_inputs):
@@ -195,6 +213,7 @@ def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, 
     from transformers import AutoModelForCausalLM
 
     from antisd.data import check_prompt_format
+    from antisd.progress import progress_callback
     from antisd.report import log_final_step_callback
     from antisd.sampling import load_tokenizer, torch_dtype
     from antisd.trainer import AntiSDTrainer
@@ -215,7 +234,7 @@ def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, 
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[*(callbacks or []), log_final_step_callback()],
+        callbacks=[*(callbacks or []), log_final_step_callback(), progress_callback()],
         peft_config=model_args.peft_config(),
     )
     if model_args.use_peft:
@@ -229,8 +248,12 @@ def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, 
     return trainer
 
 
-def _final_report(trainer, model_args, toy: bool) -> None:
-    """Write report.md + curves; on the toy world, add held-out accuracy of the base and final policy."""
+def _final_report(trainer, model_args, toy: bool, *, model_label: str | None = None, data_label: str | None = None,
+                  kind: str = "math") -> None:
+    """Write report.md + curves and the model card (README.md); on a toy-world run (`toy`), add the held-out
+    accuracy of the base and the final policy to both. The title names what was trained: the method, the
+    data and its reward, the model."""
+    from antisd.modelcard import write_model_card
     from antisd.report import write_report
 
     trainer.state.save_to_json(os.path.join(trainer.args.output_dir, "trainer_state.json"))
@@ -253,6 +276,12 @@ def _final_report(trainer, model_args, toy: bool) -> None:
             f"{final['eval/accuracy']:.3f} +- {final['eval/stderr']:.3f} (n={int(final['eval/n'])})")
         extra["held-out strict-format accuracy, final"] = f"{final['eval/strict_accuracy']:.3f}"
         extra["held-out mean response tokens, final"] = f"{final['eval/mean_tokens']:.1f}"
-    title = f"antisd train: {trainer.args.method}" + (" on the toy world" if toy else "")
+    if toy:
+        title = f"antisd train: {a.method} on the toy world"
+    else:
+        title = f"antisd train: {a.method} on {data_label or 'the data'} ({kind} reward), from " \
+                f"{model_label or model_args.model_name_or_path}"
     path = write_report(trainer.args.output_dir, title=title, extra=extra)
+    held_out = {k: v for k, v in extra.items() if k.startswith("held-out")}
+    logger.info("Model card: %s", write_model_card(trainer, extra=held_out))
     logger.info("Report: %s (plots in %s)", path, os.path.join(trainer.args.output_dir, "plots"))

@@ -113,6 +113,16 @@ class PendingTokenTerm:
         return cls(teacher_logps=t, ctx_mask=c, lam=float(lam), correct=batch.get(cls.KEYS[3]))
 
 
+def _tied_to_loaded(model, missing: list[str]) -> set[str]:
+    """The `missing` parameter names whose tensor is shared with a parameter that is not missing (tied weights)."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    gone = set(missing)
+    return {name for group in names.values() if len(group) > 1 and any(n not in gone for n in group)
+            for name in group if name in gone}
+
+
 def deliberation_token_ids(tokenizer, words: list[str]) -> set[int]:
     """Ids of tokens that are exactly one of ``words`` (with or without a leading space)."""
     ids: set[int] = set()
@@ -648,6 +658,35 @@ class AntiSDTrainer(GRPOTrainer):
         self._generation_index = int(state["generation_index"])
         if self.gate is not None and state.get("gate") is not None and not self.args.reset_gate_on_resume:
             self.gate.load_state_dict(state["gate"])
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, without the metrics that have no finite value in this logging window (e.g. the teacher's
+        entropy when no rollout had a context, or a ratio whose denominator was 0 on every step): TRL would log
+        them as None, and TensorBoard warn about each, at every log."""
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        for key in [k for k, values in metrics.items() if not any(math.isfinite(v) for v in values)]:
+            del metrics[key]
+        super().log(logs, start_time)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          tags: str | list[str] | None = None) -> None:
+        """``README.md`` of the run folder (TRL writes its card at every checkpoint): antisd's card, naming the
+        base model, the method and its settings, the data, the steps and the last logged figures
+        (``antisd.modelcard``; ``model_card_info`` holds what ``antisd train`` knows of the run)."""
+        if self.is_world_process_zero():
+            from antisd.modelcard import write_model_card
+
+            write_model_card(self)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """transformers' warnings after loading a checkpoint's weights, without the keys of tied weights: a
+        checkpoint of a model with tied embeddings stores the shared tensor once (``lm_head.weight`` is
+        missing by design), and the loaded embedding already is the output layer's weight."""
+        missing = list(getattr(load_result, "missing_keys", []) or [])
+        tied = _tied_to_loaded(self.model, missing)
+        if tied and hasattr(load_result, "_replace"):
+            load_result = load_result._replace(missing_keys=[k for k in missing if k not in tied])
+        super()._issue_warnings_after_load(load_result)
 
     def _save_checkpoint(self, model, trial):
         """transformers' checkpoint, crash-safe (``antisd.checkpoints``): written into a staging folder,
