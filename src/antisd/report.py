@@ -1,9 +1,10 @@
 """Training report: a markdown summary and PNG plots from a run's logged metrics.
 
 Reads ``trainer_state.json`` (TRL/transformers ``log_history``) from a run folder, or from its
-newest checkpoint when the run has not finished, and draws, per step: reward and accuracy,
-response length, teacher entropy with the gate's on/off band (H_warm, down_ratio*H_warm,
-up_ratio*H_warm), lambda, and the deliberation-token rate. ``write_report`` also keeps its title
+newest checkpoint when the run has not finished, and draws, per step, one panel each: reward,
+accuracy, response length, teacher entropy with the gate's on/off band (H_warm, down_ratio*H_warm,
+up_ratio*H_warm), lambda, the deliberation-token rate and the PMI; the steps the gate was off are
+shaded on every panel. ``write_report`` also keeps its title
 and extra rows (e.g. the toy world's held-out accuracy) in ``report.json``, so that
 ``antisd report RUN_DIR`` (``regenerate_report``) can redraw the report of any run, finished or
 not, without the model. ``log_final_step_callback`` (added by ``antisd train``) logs the last
@@ -22,8 +23,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 REPORT_SETTINGS = "report.json"
+# One panel each (reward and accuracy coincide when the reward is the verifier's 0/1: on one axis one line hides
+# the other).
 PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("reward", ("reward", "accuracy", "eval/avg@k"), "reward / accuracy"),
+    ("reward", ("reward",), "reward"),
+    ("accuracy", ("accuracy", "eval/avg@k"), "accuracy"),
     ("length", ("completions/mean_length",), "response length (tokens)"),
     ("entropy", ("teacher/entropy_mean", "teacher/entropy_median", "student/entropy_mean"), "entropy (nats)"),
     ("lambda", ("gate/lambda",), "lambda (token-term weight)"),
@@ -81,38 +85,65 @@ def _series(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
-def plot_run(history: Sequence[dict], out_dir: str | Path, title: str = "", down_ratio: float | None = None,
-             up_ratio: float | None = None) -> list[Path]:
-    """Write one PNG per panel (and ``curves.png`` with all of them); return the paths."""
-    import matplotlib
+def run_figure(history: Sequence[dict], title: str = "", down_ratio: float | None = None,
+               up_ratio: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """(matplotlib Figure, panel name -> its Axes) of ``PANELS`` for a run's logged history: one panel per
+    quantity, the gate's band (H_warm, off and on thresholds) on the entropy panel, and the steps the gate
+    was off shaded on every panel (``gate_off_spans``)."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 2.2 * len(PANELS)), sharex=True)
-    paths = []
+    fig = Figure(figsize=(7, 2.0 * len(PANELS)))
+    axes = fig.subplots(len(PANELS), 1, sharex=True)
+    spans = gate_off_spans(history)
+    panels = {}
     for ax, (name, keys, label) in zip(axes, PANELS):
+        panels[name] = ax
         for key in keys:
             xs, ys = _series(history, key)
             if xs:
-                ax.plot(xs, ys, label=key, lw=1.2)
+                ax.plot(xs, ys, label=key, lw=1.2, marker="o" if len(xs) == 1 else None, markersize=3)
+        for i, (lo, hi) in enumerate(spans):
+            ax.axvspan(lo, hi, color="grey", alpha=0.25, lw=0, label="gate off" if i == 0 else None, gid="gate-off")
         if name == "entropy":
             _draw_gate_band(ax, history, down_ratio, up_ratio)
         ax.set_ylabel(label, fontsize=8)
-        if ax.lines:
+        if ax.lines or spans:
             ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
     if title:
         axes[0].set_title(title)
     fig.tight_layout()
+    return fig, panels
+
+
+def plot_run(history: Sequence[dict], out_dir: str | Path, title: str = "", down_ratio: float | None = None,
+             up_ratio: float | None = None) -> list[Path]:
+    """Write ``curves.png`` (``run_figure``) into `out_dir`; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, _ = run_figure(history, title, down_ratio, up_ratio)
     path = out_dir / "curves.png"
     fig.savefig(path, dpi=90)
-    plt.close(fig)
-    paths.append(path)
-    return paths
+    return [path]
+
+
+def gate_off_spans(history: Sequence[dict]) -> list[tuple[float, float]]:
+    """The step ranges the gate was off, merged: a logged step with ``gate/on`` < 0.5 stands for the steps since
+    the previous log (the first log for the ``logging_steps`` before it), so with logs every 5 steps a band is
+    5 steps wide, not a hairline."""
+    xs, ys = _series(history, "gate/on")
+    spans: list[tuple[float, float]] = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if y >= 0.5:
+            continue
+        width = (x - xs[i - 1]) if i > 0 else (xs[1] - x if len(xs) > 1 else 1)
+        lo, hi = x - max(width, 1), float(x)
+        if spans and spans[-1][1] >= lo:
+            spans[-1] = (spans[-1][0], hi)
+        else:
+            spans.append((float(lo), hi))
+    return spans
 
 
 def _draw_gate_band(ax, history: Sequence[dict], down_ratio: float | None, up_ratio: float | None) -> None:
@@ -128,10 +159,6 @@ def _draw_gate_band(ax, history: Sequence[dict], down_ratio: float | None, up_ra
     on = ons[-1] if ons else (ref * up_ratio if up_ratio else None)
     if off is not None and on is not None:
         ax.axhspan(min(off, on), max(off, on), color="orange", alpha=0.15, label="gate band")
-    xs, ys = _series(history, "gate/on")
-    for x, y in zip(xs, ys):
-        if y < 0.5:
-            ax.axvspan(x - 0.5, x + 0.5, color="grey", alpha=0.12, lw=0)
 
 
 def summarize(history: Sequence[dict]) -> dict[str, Any]:

@@ -52,25 +52,37 @@ def meta_path(results: Path) -> Path:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a results file; a partial last line (a crash mid-write) or a bad line is skipped."""
+    """Records of a results file; a partial last line (a crash mid-write), a bad line or a duplicate (a sample
+    already read: the same model, benchmark, problem_id and sample_index) is skipped, counted and logged."""
     return _read_records(path)[0]
 
 
 def _read_records(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    records, bad = [], 0
+    """(records, lines skipped: unreadable ones and duplicates; the next run's clean-up drops them)."""
+    records, bad, first = [], 0, {}
+    duplicates: list[str] = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             try:
                 record = json.loads(line) if line.endswith("\n") else None
             except json.JSONDecodeError:
                 record = None
             if isinstance(record, dict) and {"problem_id", "sample_index", "correct"} <= record.keys():
+                key = (str(record.get("model")), str(record.get("benchmark")), str(record["problem_id"]),
+                       str(record["sample_index"]))
+                if key in first:  # a second copy is not a second sample
+                    duplicates.append(f"line {number} (problem {key[2]} sample {key[3]}, first on line {first[key]})")
+                    continue
+                first[key] = number
                 records.append(record)
             elif line.strip():
                 bad += 1
     if bad:
         logger.warning("%s: skipped %d unreadable line(s) (an interrupted write?)", path, bad)
-    return records, bad
+    if duplicates:
+        logger.warning("%s: skipped %d duplicate line(s), each a sample already read: %s%s", path, len(duplicates),
+                       ", ".join(duplicates[:5]), " ..." if len(duplicates) > 5 else "")
+    return records, bad + len(duplicates)
 
 
 def complete_problems(records: Iterable[Mapping[str, Any]], k: int) -> dict[str, list[Mapping[str, Any]]]:

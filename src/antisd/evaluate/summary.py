@@ -133,9 +133,13 @@ def write_summary(rows: Sequence[Mapping[str, Any]], output_dir: str | Path) -> 
     return {"markdown": md, "csv": csv_path}
 
 
-def plot_pass_at_k(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
-    """pass@k curves: one panel per benchmark, one line per model (log2 k axis). None if no rows."""
+def pass_at_k_figure(rows: Sequence[Mapping[str, Any]]) -> Any | None:
+    """pass@k curves as a matplotlib Figure: one panel per benchmark, one line per model; None if no rows.
+    k runs on a log-2 axis (ticks at the k values) only when a panel has more than one k; with one k the
+    panel shows points at that k on a plain axis. The percent axis starts at 0 and ends at or just above
+    the highest value (at most 100%)."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     rows = [r for r in rows if r["benchmark"] != "mean"]
     benches = list(dict.fromkeys(r["benchmark"] for r in rows))
@@ -147,10 +151,25 @@ def plot_pass_at_k(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path 
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, bench in zip(axes, benches):
         mine = [r for r in rows if r["benchmark"] == bench]
+        all_ks: set[int] = set()
+        top = 0.0
         for r in mine:
-            ks = sorted(int(key[5:]) for key in r if key.startswith("pass@"))
-            ax.plot(ks, [100 * r[f"pass@{j}"] for j in ks], marker="o", markersize=3, label=r["model"])
-        ax.set_xscale("log", base=2)
+            ks = sorted(int(key[5:]) for key in r if key.startswith("pass@") and r[key] is not None)
+            values = [100 * r[f"pass@{j}"] for j in ks]
+            all_ks.update(ks)
+            top = max([top, *values])
+            ax.plot(ks, values, marker="o", markersize=3 if len(ks) > 1 else 6, label=r["model"])
+        ticks = sorted(all_ks)
+        if len(ticks) > 1:
+            ax.set_xscale("log", base=2)
+            ax.set_xlim(ticks[0] / 1.25, ticks[-1] * 1.25)
+        elif ticks:
+            ax.set_xlim(ticks[0] - 1, ticks[0] + 1)
+        if ticks:
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([str(k) for k in ticks])
+        ax.set_ylim(0, min(100.0, top * 1.1) if top > 0 else 1.0)
         ax.set_title(f"{bench} ({mine[0]['n_problems']} problems)")
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k (%)")
@@ -158,6 +177,14 @@ def plot_pass_at_k(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path 
         ax.legend(fontsize="small")
     for ax in axes[len(benches):]:
         ax.set_visible(False)
+    return fig
+
+
+def plot_pass_at_k(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
+    """Write ``pass_at_k_figure`` of `rows` to `path`; None if there are no rows."""
+    fig = pass_at_k_figure(rows)
+    if fig is None:
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
