@@ -195,6 +195,12 @@ def setup_logging() -> None:
     logging.getLogger("antisd").setLevel(level)  # also when the root logger was configured before us
     # TRL's GRPOConfig sets the deprecated gradient_checkpointing itself; the user cannot act on this.
     warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+    # Nor on these: TRL's trainer calls transformers' deprecated is_gradient_checkpointing (shown again after every
+    # checkpoint: saving resets Python's once-per-place record), and TrainingArguments pins dataloader memory by
+    # default, which a CPU run ignores.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator",
+                            category=UserWarning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
