@@ -302,7 +302,7 @@ def test_a_real_ctrl_c_of_eval_is_one_line_and_exit_130(toy_problems, tmp_path):
     """SIGINT to the process group, as a terminal sends it, while antisd eval samples."""
     out = tmp_path / "eval"
     proc = subprocess.Popen([sys.executable, "-m", "antisd.cli", "eval", "--models", "toyworld", "--benchmarks",
-                             f"toy={toy_problems}", "--k", "4", "--batch_size", "4", "--output_dir", str(out)],
+                             f"toy={toy_problems}", "--k", "32", "--batch_size", "4", "--output_dir", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     err: list[str] = []
