@@ -20,10 +20,29 @@ TORCH_COMMANDS = ("train", "eval", "pmi")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``antisd`` console script; returns the exit code (see ``antisd.cli.main``)."""
+    """Entry point of the ``antisd`` console script; returns the exit code (see ``antisd.cli.main``).
+
+    A Ctrl-C before the command starts (while torch, TRL and transformers load, several seconds) is one line
+    and exit code 130, as it is during the command (``antisd.interrupt``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    try:
+        started = _start(argv)
+    except KeyboardInterrupt:
+        print(f"antisd{' ' + command if command else ''}: interrupted while starting: nothing was written",
+              file=sys.stderr)
+        return 130
+    if isinstance(started, int):
+        return started
+    cli_main, argv = started
+    return cli_main(argv)
+
+
+def _start(argv: list[str]):
+    """Everything before the command: the --threads flag, --help from the shipped texts, the thread settings,
+    the heavy imports. Returns an exit code, or ``(antisd.cli.main, argv)`` to run."""
     from antisd import helptext, threads
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv, value = threads.pop_threads_flag(argv)
         count = threads.requested(value)
@@ -41,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in TORCH_COMMANDS:
         setup_logging()
         threads.apply(count)
-    return cli_main(argv)
+    return cli_main, argv
 
 
 if __name__ == "__main__":
