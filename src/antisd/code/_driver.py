@@ -38,6 +38,7 @@ decides a verdict, and nothing here is trusted: untrusted code can overwrite any
 process, so the parent reads every record as untrusted input (`antisd.code.records`).
 """
 
+import gc
 import json
 import math
 import os
@@ -344,21 +345,30 @@ def _libc():
     return libc
 
 
-def _lockdown(libc, program):
-    """no_new_privs, then the seccomp filter (bytes of struct sock_filter), for this process and its children."""
+def _seccomp_program(program):
+    """The seccomp filter (hex of struct sock_filter bytes) as a ``struct sock_fprog`` built once in the server,
+    so that each child only makes the two prctl calls: (fprog, the buffer it points to) or None."""
+    import ctypes
+
+    if not program:
+        return None
+    code = bytes.fromhex(program)
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    return SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p)), buf
+
+
+def _lockdown(libc, fprog):
+    """no_new_privs, then the seccomp filter (`_seccomp_program`), for this process and its children."""
     import ctypes
 
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    if program:
-        code = bytes.fromhex(program)
-        buf = ctypes.create_string_buffer(code, len(code))
-
-        class SockFprog(ctypes.Structure):
-            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-        fprog = SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
-        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+    if fprog is not None:
+        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog[0]), 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
@@ -400,7 +410,7 @@ def _oom_score_adj():
         return 0
 
 
-def _child(config, spec, body, fds, scratch, libc):
+def _child(server, spec, body, fds, scratch):
     """In the forked child: isolate, then run the program. Never returns."""
     result_fd, err_fd = fds
     os.setsid()
@@ -413,11 +423,11 @@ def _child(config, spec, body, fds, scratch, libc):
     os.chdir(scratch)
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": scratch, "TMPDIR": scratch})
-    if _oom_score_adj() < 0:  # the server's protection must not pass on (raising it is always allowed)
+    if server["protected"]:  # the server's protection must not pass on (raising it is always allowed)
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write("0")
     _apply_limits(spec)
-    _lockdown(libc, config.get("seccomp"))
+    _lockdown(server["libc"], server["seccomp"])
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     run_request(json.loads(body), 3)
@@ -480,6 +490,10 @@ def serve(config):
             __import__(name)
         except BaseException:  # noqa: BLE001 - a module this interpreter lacks
             pass
+    server = {"libc": libc, "protected": protected, "seccomp": _seccomp_program(config.get("seccomp"))}
+    # Everything the server holds now goes to the permanent generation: a child's garbage collections
+    # never walk (and so never copy-on-write) the pages of the modules it inherited.
+    gc.freeze()
     sock = socket.socket(fileno=int(config["control_fd"]))
     _send(sock, {"op": "ready", "oom_protected": bool(protected)})
     running, error, count = None, None, 0
@@ -501,7 +515,7 @@ def serve(config):
             if pid == 0:
                 try:
                     sock.close()
-                    _child(config, message["child"], body, fds, scratch, libc)
+                    _child(server, message["child"], body, fds, scratch)
                 finally:
                     os._exit(0)
             for fd in fds:
