@@ -327,7 +327,7 @@ def prefix_forward(tr, tb: TeacherBatches, rec: Recorder) -> None:
 
 # ------------------------------------------------------------------------------------ one length
 def build_trainers(args, length: int, workdir: Path, rec: Recorder) -> dict[str, AntiSDTrainer]:
-    tok = AutoTokenizer.from_pretrained(workdir / "model")
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
     n_rows = args.prompts * (args.warmup + args.steps)
     rows = [{
         "prompt": synthetic_text(tok, args.prompt_tokens, seed=1000 + i),
@@ -350,7 +350,7 @@ def build_trainers(args, length: int, workdir: Path, rec: Recorder) -> dict[str,
     trainers = {}
     for who, kw in methods.items():
         cfg = AntiSDConfig(output_dir=str(workdir / who), **common, **kw)
-        model = AutoModelForCausalLM.from_pretrained(workdir / "model")
+        model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
         tr = AntiSDTrainer(model=model, reward_funcs=[parity_reward], args=cfg, train_dataset=dataset,
                            processing_class=tok)
         tr.remove_callback(PrinterCallback)  # the per-step log dicts
@@ -381,7 +381,7 @@ def build_sdpo(args, length: int, workdir: Path, rec: Recorder, dataset, tok):
         disable_tqdm=True, dataloader_pin_memory=False, success_reward_threshold=1.0,
         generation_kwargs={"min_new_tokens": length} if args.generation == "model" else None,
     )
-    model = AutoModelForCausalLM.from_pretrained(workdir / "model")
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
     tr = SDPOTrainer(model=model, reward_funcs=[parity_reward], args=cfg, train_dataset=dataset, processing_class=tok)
     tr.remove_callback(PrinterCallback)
     if args.generation == "synthetic":
@@ -416,8 +416,10 @@ def state_bytes(trainer) -> int:
 
 def run_length(args, length: int, workdir: Path, meter: PeakMeter) -> dict:
     rec = Recorder(meter)
-    make_tiny_checkpoint(workdir / "model", vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-                         num_layers=args.num_layers, seed=args.seed)
+    if args.model is None:
+        make_tiny_checkpoint(workdir / "model", vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+                             num_layers=args.num_layers, seed=args.seed)
+        args.model_dir = str(workdir / "model")
     trainers = build_trainers(args, length, workdir, rec)
     names = TRAINERS + (("SDPO",) if args.with_sdpo else ())
     if args.with_sdpo:
@@ -621,6 +623,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--context-tokens", type=int, default=None,
                    help="privileged solution length in tokens (default: L); 0: answer-only context")
     p.add_argument("--prompt-tokens", type=int, default=64, help="student prompt length in tokens")
+    p.add_argument("--model", default=None,
+                   help="a real model instead of the tiny Qwen3 (any name antisd takes, e.g. smollm2-135m after\n"
+                        "`antisd model fetch smollm2-135m`, or a folder); --vocab-size/--hidden-size/--num-layers\n"
+                        "are then ignored")
     p.add_argument("--vocab-size", type=int, default=151_936)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--num-layers", type=int, default=2)
@@ -640,10 +646,17 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model is not None:
+        from antisd.models import resolve_model
+
+        args.model_dir = resolve_model(args.model, what="--model").path
+        config = transformers.AutoConfig.from_pretrained(args.model_dir)
+        args.vocab_size, args.hidden_size, args.num_layers = (config.vocab_size, config.hidden_size,
+                                                              config.num_hidden_layers)
     cuda = torch.cuda.is_available()
     meter = PeakMeter(cuda)
     device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
-    print(f"step_cost: {device}; torch {torch.__version__}; vocab {args.vocab_size}, hidden {args.hidden_size}, "
+    print(f"step_cost: {device}; torch {torch.__version__}; model {args.model or 'tiny Qwen3'}: vocab {args.vocab_size}, hidden {args.hidden_size}, "
           f"{args.num_layers} layers; logprobs={args.logprobs}, generation={args.generation}; "
           f"{args.warmup} warm-up + {args.steps} measured steps per trainer; command: {' '.join(sys.argv)}")
     if not meter.can_reset:
