@@ -44,7 +44,7 @@ def pmi_argv(args: argparse.Namespace) -> list[str]:
     return ["--model", args.model, "--dataset", args.dataset, "--id_column", "id", "--max_problems", str(args.problems),
             "--shuffle_seed", "0", "--samples_per_problem", str(args.samples), "--max_new_tokens", str(args.max_new_tokens),
             "--temperature", "1.0", "--solution_sources", "dataset", "--problems_per_batch", "8",
-            "--batch_size", str(args.batch_size), "--seed", "0", "--output_dir", str(args.out)]
+            "--batch_size", str(args.batch_size), "--seed", "0", "--check_rollouts", "32", "--output_dir", str(args.out)]
 
 
 def gold_answers(dataset: str) -> dict[str, str]:
