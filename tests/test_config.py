@@ -48,6 +48,17 @@ def test_yaml_and_overrides(tmp_path, base_yaml):
     assert c.method == "sd" and c.token_signal == "sd" and c.gate == "none"
 
 
+def test_answer_extraction_reaches_the_maths_reward(base_yaml):
+    from antisd.train import make_reward
+
+    m, d, r, c = parse_train_args(["--config", base_yaml, "--answer_extraction", "flexible"])
+    assert r.answer_extraction == "flexible"
+    reward, _ = make_reward("math", r, d, c, None)
+    assert reward.answer_extraction == "flexible" and reward([None], ["so 3 + 4 is 7."], answer=["7"]) == [1.0]
+    with pytest.raises(CliError, match="invalid choice: 'loose'"):
+        parse_train_args(["--config", base_yaml, "--answer_extraction", "loose"])
+
+
 def test_later_config_files_win(tmp_path, base_yaml):
     other = write_yaml(tmp_path / "b.yaml", {"max_steps": 9, "lambda_max": 0.25})
     *_, c = parse_train_args(["--config", base_yaml, f"--config={other}"])

@@ -445,6 +445,10 @@ class RewardArgs:
         metadata={"help": "Also require the strict answer format (one \\boxed{} that ends the response; "
                           "antisd.rewards.is_strict_format), else a correct answer in another format scores 0."},
     )
+    answer_extraction: Literal["strict", "flexible"] = field(default="strict", metadata={
+        "help": "Maths: where the answer is read: strict (the last \\boxed{}, else an 'Answer:' line or 'final answer "
+                "is'); flexible (the same, then the response's last number: lm-evaluation-harness's GSM8K "
+                "flexible-extract, for small models that answer '2 + 3 = 5').", "choices": ["strict", "flexible"]})
     code_reward_fraction: bool = field(default=False, metadata={
         "help": "Code: reward the share of tests passed instead of 1.0 only when all pass (a rollout is then correct, "
                 "for the teacher's context, only at 1.0: correct_threshold 0.5 becomes 1.0)."})
@@ -459,7 +463,8 @@ class RewardArgs:
 
     def __post_init__(self) -> None:
         checks = {"reward": (self.reward, ("auto", "math", "code")),
-                  "code_extraction": (self.code_extraction, ("auto", "fenced", "raw"))}
+                  "code_extraction": (self.code_extraction, ("auto", "fenced", "raw")),
+                  "answer_extraction": (self.answer_extraction, ("strict", "flexible"))}
         for name, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")

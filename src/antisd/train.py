@@ -100,7 +100,8 @@ def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
     from antisd.rewards import CodeReward, MathReward
 
     if kind == "math":
-        return MathReward(format_strict=reward_args.reward_format_strict), dataset
+        return MathReward(format_strict=reward_args.reward_format_strict,
+                          answer_extraction=reward_args.answer_extraction), dataset
     if reward_args.reward_format_strict:
         logger.warning("reward_format_strict applies to the maths reward only; the code reward ignores it")
     reward = CodeReward(fraction=reward_args.code_reward_fraction, mode=extraction_mode(reward_args, data_cfg),
@@ -133,7 +134,9 @@ def extraction_mode(reward_args: RewardArgs, data_cfg) -> str:
 def reward_description(kind: str, why: str, reward_args: RewardArgs, config, data_cfg) -> str:
     """The ``Reward:`` log line."""
     if kind == "math":
-        return f"math ({why}): math-verify on the answer column{', strict format' if reward_args.reward_format_strict else ''}"
+        extras = [", strict format" if reward_args.reward_format_strict else "",
+                  ", flexible extraction (else the last number)" if reward_args.answer_extraction == "flexible" else ""]
+        return f"math ({why}): math-verify on the answer column{''.join(extras)}"
     value = "the share of tests passed" if reward_args.code_reward_fraction else "1.0 when every test passes, else 0.0"
     sources = config.context_config.sources
     note = ("; the teacher's answer source never fires on code (no answer column): sibling, then the reference "

@@ -76,3 +76,18 @@ def test_appended_records_survive_a_torn_last_line_and_settings_are_written_atom
     assert RESULTS_VERSION == 2
     with pytest.raises(EvalError, match=r"other settings \(version: 1 -> 2\); pass --overwrite"):
         prepare_results(path, {**fp, "version": RESULTS_VERSION}, overwrite=False, recorded={})
+
+
+def test_flexible_extraction_scores_a_bare_number_and_enters_the_fingerprint():
+    from antisd.evaluate import EvalConfig, fingerprint
+
+    assert score_completion("5 + 2 is 7.", "7")["outcome"] == "no_answer"
+    scored = score_completion("5 + 2 is 7.", "7", extraction="flexible")
+    assert (scored["extraction"], scored["extracted_answer"], scored["correct"]) == ("last_number", "7", True)
+    bench = preset_benchmark("gsm8k")
+    strict = fingerprint(EvalConfig(models=["m"], benchmarks=["gsm8k"]), "m", "m", bench)
+    flexible = fingerprint(EvalConfig(models=["m"], benchmarks=["gsm8k"], answer_extraction="flexible"), "m", "m", bench)
+    assert "answer_extraction" not in strict  # files written before the setting existed still resume
+    assert flexible == {**strict, "answer_extraction": "flexible"}
+    with pytest.raises(ValueError, match="answer_extraction='loose'"):
+        EvalConfig(models=["m"], benchmarks=["gsm8k"], answer_extraction="loose")

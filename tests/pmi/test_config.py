@@ -12,8 +12,10 @@ def test_config_reads_context_from_training_yaml(tmp_path):
     y.write_text("version: 1\nmodel_name_or_path: m\ndataset_name: d.jsonl\nlearning_rate: 1.0e-6\n"
                  "teacher_template: '{prompt} ref : {solution} . feedback : {feedback} .'\n"
                  "feedback_correct: right\nfeedback_incorrect: wrong\nsolution_sources: [sibling, dataset]\n"
-                 "sibling_format: answer\nmax_solution_chars: 99\ntemperature: 0.7\nnum_generations: 3\n")
+                 "sibling_format: answer\nmax_solution_chars: 99\ntemperature: 0.7\nnum_generations: 3\n"
+                 "answer_extraction: flexible\n")
     cfg = PMIConfig(config=str(y), feedback_incorrect="WRONG")
+    assert cfg.answer_extraction == "flexible" and PMIConfig(model="m", dataset="d").answer_extraction == "strict"
     ctx = cfg.context_config
     assert ctx.template.startswith("{prompt} ref :") and ctx.feedback_correct == "right"
     assert ctx.feedback_incorrect == "WRONG"  # the command line wins
@@ -22,5 +24,7 @@ def test_config_reads_context_from_training_yaml(tmp_path):
     assert PMIConfig(config=str(y), rollouts="r.jsonl").dataset is None
     with pytest.raises(PMIConfigError, match="exactly one of rollouts"):
         PMIConfig(model="m")
+    with pytest.raises(PMIConfigError, match="answer_extraction='loose'"):
+        PMIConfig(model="m", dataset="d", answer_extraction="loose")
     with pytest.raises(PMIConfigError, match="template must contain"):
         PMIConfig(model="m", dataset="d", teacher_template="{prompt}")

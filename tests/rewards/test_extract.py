@@ -76,3 +76,34 @@ def test_extraction_is_linear_on_100k_adversarial_strings() -> None:
         extract_answer(text)
         is_strict_format(text)
     assert time.monotonic() - start < 5.0
+
+
+@pytest.mark.parametrize(
+    ("text", "strict", "flexible"),
+    [
+        ("5 + 2 is 7.", (None, "none"), ("7", "last_number")),
+        ("24 + 6 equals 9, which is", (None, "none"), ("9", "last_number")),
+        ("it costs $1,234.50 in all", (None, "none"), ("1234.50", "last_number")),
+        ("half: 3/4.", (None, "none"), ("3/4", "last_number")),
+        ("-5 degrees", (None, "none"), ("-5", "last_number")),
+        ("version v1.2.3 and x2", (None, "none"), (None, "none")),  # digits inside words are not numbers
+        ("no number here", (None, "none"), (None, "none")),
+        ("\\boxed{4} and then 5", ("4", "boxed"), ("4", "boxed")),  # a box wins over the last number
+        ("\\boxed{4 and then 5", (None, "unclosed_box"), (None, "unclosed_box")),  # no fallback past a box
+        ("Answer: 3\nthen 9", ("3", "answer_line"), ("3", "answer_line")),
+    ],
+)
+def test_flexible_extraction_falls_back_to_the_last_number_only(text, strict, flexible) -> None:
+    assert extract_answer(text) == strict
+    assert extract_answer(text, "strict") == strict
+    assert extract_answer(text, "flexible") == flexible
+
+
+def test_flexible_extraction_is_linear_and_checks_its_mode() -> None:
+    texts = ["1" * 256_000 + "a", "1," * 128_000, "1." * 128_000, "-" * 256_000, "1/" * 128_000, ("12 " * 85_000)]
+    start = time.monotonic()
+    for text in texts:
+        extract_answer(text, "flexible")
+    assert time.monotonic() - start < 5.0
+    with pytest.raises(ValueError, match="extraction='loose'"):
+        extract_answer("7", "loose")

@@ -129,3 +129,14 @@ def test_aime_answers_score_one_unpadded() -> None:
     for row in _rows("aime2024", 30):
         assert math_reward(f"so \\boxed{{{int(row['answer'])}}}", row["answer"]) == 1.0, row["id"]
         assert math_reward(f"so \\boxed{{{int(row['answer']) + 1}}}", row["answer"]) == 0.0, row["id"]
+
+
+def test_flexible_answer_extraction_rewards_a_bare_final_number() -> None:
+    completions = ["5 + 2 is 7.", "5 + 2 = 9", "\\boxed{7}", "I think 7 but \\boxed{9}"]
+    assert MathReward()([None] * 4, completions, answer=["7"] * 4) == [0.0, 0.0, 1.0, 0.0]
+    flexible = MathReward(answer_extraction="flexible")
+    assert flexible([None] * 4, completions, answer=["7"] * 4) == [1.0, 0.0, 1.0, 0.0]
+    assert flexible.stats.n_no_answer == 0
+    assert math_reward("so it is 12", "12", extraction="flexible") == 1.0 and math_reward("so it is 12", "12") == 0.0
+    with pytest.raises(ValueError, match="answer_extraction='loose'"):
+        MathReward(answer_extraction="loose")

@@ -37,6 +37,7 @@ class EvalCallback(TrainerCallback):
     def __init__(self, problems: Iterable[Mapping[str, Any]], *, eval_steps: int, k: int = 4,
                  max_new_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
                  batch_size: int = 32, seed: int = 0, verify_timeout_s: float = 5.0, metric_prefix: str = "eval/",
+                 answer_extraction: str = "strict",
                  chat_template_kwargs: Mapping[str, Any] | None = None, trainer: Any = None) -> None:
         self.problems = [{"problem_id": str(p["problem_id"]), "prompt": p["prompt"], "answer": str(p["answer"])}
                          for p in problems]
@@ -50,6 +51,7 @@ class EvalCallback(TrainerCallback):
         self.sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens,
                          "chat_template_kwargs": chat_template_kwargs}
         self.verify_timeout_s, self.prefix, self.trainer = verify_timeout_s, metric_prefix, trainer
+        self.answer_extraction = answer_extraction
         self.history: list[dict[str, float]] = []
         self._pending: dict[str, float] = {}
 
@@ -67,7 +69,8 @@ class EvalCallback(TrainerCallback):
         model.eval()
         try:
             scored = sample_problems(generator, self.problems, k=self.k, batch_size=self.batch_size, seed=self.seed,
-                                     tag="eval_callback", timeout_s=self.verify_timeout_s)
+                                     tag="eval_callback", timeout_s=self.verify_timeout_s,
+                                     extraction=self.answer_extraction)
         finally:
             model.train(was_training)
         records = [{"model": "m", "benchmark": "b", "problem_id": pid, "n_samples": self.k, **r}

@@ -86,6 +86,10 @@ class EvalConfig:
         "Re-score every samples/*.jsonl in output_dir with the current verifier and rewrite the summary; "
         "no generation, no models needed."))
     verify_timeout_s: float = field(default=5.0, metadata=_help("math-verify time budget per sample, seconds."))
+    answer_extraction: str = field(default="strict", metadata={**_help(
+        "Where the answer is read: strict (the last \\boxed{}, else an 'Answer:' line or 'final answer is'); "
+        "flexible (the same, then the response's last number: lm-evaluation-harness's GSM8K flexible-extract)."),
+        "choices": ["strict", "flexible"]})
     samples: str | None = field(default=None, metadata=_help(
         "Code: score this EvalPlus samples file (JSONL of task_id with solution or completion) on the one code "
         "benchmark given (humaneval_plus or mbpp_plus) instead of generating; no models needed."))
@@ -115,6 +119,8 @@ class EvalConfig:
             (self.batch_size is None or self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
             (self.limit is None or self.limit >= 1, f"limit={self.limit} must be >= 1 (or none for all problems)"),
             (self.verify_timeout_s > 0, f"verify_timeout_s={self.verify_timeout_s} must be > 0"),
+            (self.answer_extraction in ("strict", "flexible"),
+             f"answer_extraction={self.answer_extraction!r}: expected strict or flexible"),
             (self.backend in ("auto", "vllm", "transformers"),
              f"backend={self.backend!r} is not valid; choose one of ['auto', 'transformers', 'vllm']"),
             (self.prompt_format in ("chat", "plain"), f"prompt_format={self.prompt_format!r}; choose chat or plain"),

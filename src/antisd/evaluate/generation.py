@@ -236,7 +236,7 @@ def _draw(generator: Any, ids: list[list[int]], pids: list[str], *, k: int, batc
 
 
 def sample_problems(generator: Any, problems: Sequence[Mapping[str, Any]], *, k: int, batch_size: int, seed: int,
-                    tag: str, timeout_s: float = 5.0, done: Iterable[str] = (),
+                    tag: str, timeout_s: float = 5.0, done: Iterable[str] = (), extraction: str = "strict",
                     on_chunk: Callable[[list[tuple[Mapping[str, Any], list[dict[str, Any]]]]], None] | None = None,
                     progress: Any = None) -> dict[str, list[dict[str, Any]]]:
     """Sample and score k completions for every problem not in `done`; problem_id -> k scored samples.
@@ -268,7 +268,7 @@ def sample_problems(generator: Any, problems: Sequence[Mapping[str, Any]], *, k:
             if answer not in gold_cache:
                 gold_cache[answer] = check_gold(answer, timeout_s)
             rows = [{"sample_index": i, "completion": s.text, "n_tokens": s.n_tokens, "truncated": s.truncated,
-                     **score_completion(s.text, answer, timeout_s), "gold_check": gold_cache[answer]}
+                     **score_completion(s.text, answer, timeout_s, extraction), "gold_check": gold_cache[answer]}
                     for i, s in enumerate(problem_samples)]
             scored[str(problem["problem_id"])] = rows
             chunk.append((problem, rows))

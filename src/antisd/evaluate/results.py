@@ -26,10 +26,11 @@ logger = logging.getLogger("antisd.evaluate")  # one logger name for every submo
 RESULTS_VERSION = 2  # 2: sample i of problem p seeded by (seed, benchmark, p, i); ids from a file's id column
 
 
-def score_completion(completion: str, answer: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """Extracted answer, how it was found, the verifier's outcome and correct (bool). Never raises."""
-    pred, how = extract_answer(completion)
-    outcome = check_answer(completion, answer, timeout_s=timeout_s)
+def score_completion(completion: str, answer: str, timeout_s: float = 5.0, extraction: str = "strict") -> dict[str, Any]:
+    """Extracted answer, how it was found, the verifier's outcome and correct (bool). Never raises.
+    `extraction`: strict or flexible (``antisd.rewards.extract_answer``)."""
+    pred, how = extract_answer(completion, extraction)
+    outcome = check_answer(completion, answer, timeout_s=timeout_s, extraction=extraction)
     return {"extracted_answer": pred, "extraction": how, "outcome": outcome.value, "correct": outcome is Outcome.CORRECT}
 
 
@@ -135,6 +136,8 @@ def fingerprint(cfg: EvalConfig, label: str, model_path: str, bench: Benchmark) 
           "top_p": cfg.top_p, "top_k": cfg.top_k, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
           "prompt_format": cfg.prompt_format, "system_prompt": cfg.system_prompt if cfg.prompt_format == "chat" else None,
           "chat_template_kwargs": cfg.chat_template_kwargs}
+    if cfg.answer_extraction != "strict":  # absent when strict: files written before the setting existed still match
+        fp["answer_extraction"] = cfg.answer_extraction
     return json.loads(json.dumps(fp))
 
 
@@ -177,9 +180,10 @@ def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recor
     _write_atomic(meta, json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n")
 
 
-def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = True) -> list[dict[str, Any]]:
+def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = True,
+                  extraction: str = "strict") -> list[dict[str, Any]]:
     """Re-score stored completions (a results file, or every ``*.jsonl`` in a folder or in its
-    ``samples/``) with the current extraction and verifier; rewrite the files when `write`."""
+    ``samples/``) with `extraction` and the current verifier; rewrite the files when `write`."""
     path = Path(path)
     files = [path] if path.is_file() else sorted((path / "samples" if (path / "samples").is_dir() else path).glob("*.jsonl"))
     if not files:
@@ -192,7 +196,7 @@ def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = Tru
             answer = str(record["answer"])
             if answer not in gold_cache:
                 gold_cache[answer] = check_gold(answer, timeout_s)
-            record.update(score_completion(str(record.get("completion") or ""), answer, timeout_s),
+            record.update(score_completion(str(record.get("completion") or ""), answer, timeout_s, extraction),
                           gold_check=gold_cache[answer])
         if write:
             _write_jsonl(file, records)

@@ -116,7 +116,8 @@ def _eval_benchmark(cfg: EvalConfig, generator: Any, label: str, bench: Benchmar
                                   for problem, rows in chunk for row in rows])
 
         sample_problems(generator, problems, k=k, batch_size=batch_size, seed=cfg.seed, tag=bench.name,
-                        timeout_s=cfg.verify_timeout_s, done=done, on_chunk=append, progress=bar)
+                        timeout_s=cfg.verify_timeout_s, done=done, on_chunk=append, progress=bar,
+                        extraction=cfg.answer_extraction)
 
 
 def _existing(path: Path, k: int) -> set[str]:
@@ -156,7 +157,8 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
     except InputError as e:
         raise EvalError(str(e)) from None
     if cfg.rescore:
-        return _finish(summarize(score_results(cfg.output_dir, timeout_s=cfg.verify_timeout_s)), cfg, {})
+        return _finish(summarize(score_results(cfg.output_dir, timeout_s=cfg.verify_timeout_s,
+                                               extraction=cfg.answer_extraction)), cfg, {})
     if cfg.samples:  # an EvalPlus samples file on a code preset (antisd.evaluate.code)
         rows, files = score_samples_file(cfg, cfg.benchmark_specs()[0])
         return _finish(rows, cfg, files)

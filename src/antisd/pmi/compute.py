@@ -205,7 +205,8 @@ def _completion_text(tokenizer: Any, r: Rollout) -> str:
 
 
 def attach_contexts(
-    rollouts: list[Rollout], tokenizer: Any, config: ContextConfig, *, seed: int, skips: SkipLog
+    rollouts: list[Rollout], tokenizer: Any, config: ContextConfig, *, seed: int, skips: SkipLog,
+    answer_extraction: str = "strict",
 ) -> list[Rollout]:
     """Choose a privileged prompt for rollouts without one, as training does; drop the unusable.
 
@@ -231,7 +232,7 @@ def attach_contexts(
                 skips.add("no_reward", f"rollout {_describe(r)} has neither a reward nor an answer, so the feedback "
                                        "string (correct/incorrect) cannot be chosen; add a reward or answer column")
                 continue
-            r.reward = math_reward(_completion_text(tokenizer, r), str(r.answer))
+            r.reward = math_reward(_completion_text(tokenizer, r), str(r.answer), extraction=answer_extraction)
         todo.append(r)
     if todo:
         groups = [r.problem_id or json.dumps(r.prompt, sort_keys=True) for r in todo]
@@ -349,6 +350,7 @@ def compute_pmi(
     max_tokens: int | None = None,
     check_rollouts: int | None = None,
     context_window: int = 256,
+    answer_extraction: str = "strict",
     seed: int = 0,
     skips: SkipLog | None = None,
 ) -> Iterator[PMIRecord]:
@@ -364,7 +366,8 @@ def compute_pmi(
     pad_id = pad_token_id(tokenizer)
     checked = 0
     for w, window in enumerate(_windows(rollouts, context_window)):
-        window = attach_contexts(window, tokenizer, context_cfg, seed=seed + w, skips=skips)
+        window = attach_contexts(window, tokenizer, context_cfg, seed=seed + w, skips=skips,
+                                 answer_extraction=answer_extraction)
         prepared = [p for p in (_prepare(r, tokenizer, max_tokens, skips) for r in window) if p is not None]
         for start in range(0, len(prepared), batch_size):
             batch = prepared[start:start + batch_size]

@@ -45,6 +45,7 @@ RUN_KEYS: dict[str, str] = {
     "temperature": "temperature",
     "max_completion_length": "max_new_tokens",
     "num_generations": "samples_per_problem",
+    "answer_extraction": "answer_extraction",
 }
 # Built-in defaults of the fields that may come from the YAML (None in the dataclass).
 FALLBACKS: dict[str, Any] = {
@@ -58,6 +59,7 @@ FALLBACKS: dict[str, Any] = {
     "temperature": 1.0,
     "max_new_tokens": 256,
     "samples_per_problem": 4,
+    "answer_extraction": "strict",
 }
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -123,6 +125,7 @@ class PMIConfig(ContextOverrides):
     samples_per_problem: int | None = field(default=None, metadata={"help": "Completions sampled per problem; they are each other's siblings for the context choice (default num_generations of --config, else 4)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per completion (default max_completion_length of --config, else 256)."})
     temperature: float | None = field(default=None, metadata={"help": "Sampling temperature; log-probs are computed from logits / temperature, as TRL does (default temperature of --config, else 1.0)."})
+    answer_extraction: Literal["strict", "flexible"] | None = field(default=None, metadata={"help": "Where a sampled or unrewarded rollout's answer is read, for its correctness feedback: strict (\\boxed{}, an 'Answer:' line) or flexible (then the last number); default answer_extraction of --config, else strict."})
     problems_per_batch: int = field(default=8, metadata={"help": "Problems sampled together; contexts (successful siblings) are chosen within such a batch, as in training."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling, sibling choice and bootstrap."})
     # ------------------------------------------------------------------ scoring
@@ -210,6 +213,8 @@ class PMIConfig(ContextOverrides):
                 raise PMIConfigError(f"{name}={v} must be >= 1 (or unset for no limit)")
         if not self.temperature > 0:
             raise PMIConfigError(f"temperature={self.temperature} must be > 0 (log-probs use logits / temperature)")
+        if self.answer_extraction not in ("strict", "flexible"):
+            raise PMIConfigError(f"answer_extraction={self.answer_extraction!r} is not valid; choose strict or flexible")
         if not 0 < self.ci_level < 1:
             raise PMIConfigError(f"ci_level={self.ci_level} must be in (0, 1)")
         if self.bootstrap < 0:

@@ -97,11 +97,12 @@ def iter_records(cfg: PMIConfig, skips: SkipLog) -> tuple[Iterator[PMIRecord], i
             model, tokenizer, problems, cfg.context_config, samples_per_problem=cfg.samples_per_problem,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
             problems_per_batch=cfg.problems_per_batch, seed=cfg.seed, skips=skips,
+            answer_extraction=cfg.answer_extraction,
         )
     records = compute_pmi(
         model, tokenizer, rollouts, cfg.context_config, temperature=cfg.temperature, batch_size=cfg.batch_size,
         max_tokens=cfg.max_tokens, check_rollouts=cfg.check_rollouts, context_window=cfg.context_window,
-        seed=cfg.seed, skips=skips,
+        seed=cfg.seed, skips=skips, answer_extraction=cfg.answer_extraction,
     )
     if cfg.max_rollouts is not None:
         expected = cfg.max_rollouts if expected is None else min(expected, cfg.max_rollouts)

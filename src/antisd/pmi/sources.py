@@ -171,7 +171,7 @@ def load_problem_rows(data_cfg: Any, skips: SkipLog) -> list[dict[str, Any]]:
 def sample_rollouts(
     model: torch.nn.Module, tokenizer: Any, problems: Sequence[dict[str, Any]], context_cfg: ContextConfig, *,
     samples_per_problem: int, max_new_tokens: int, temperature: float, batch_size: int,
-    problems_per_batch: int, seed: int, skips: SkipLog,
+    problems_per_batch: int, seed: int, skips: SkipLog, answer_extraction: str = "strict",
 ) -> Iterator[Rollout]:
     """Sample, score and contextualise rollouts, ``problems_per_batch`` problems at a time.
 
@@ -198,7 +198,7 @@ def sample_rollouts(
             model, [p for _, _, p in flat], batch_seeds=seeds, batch_size=batch_size, max_new_tokens=max_new_tokens,
             temperature=temperature, eos_ids=eos, pad_id=pad)]
         texts = [tokenizer.decode(c, skip_special_tokens=True) for c in comps]
-        rewards = [math_reward(t, row["answer"]) for t, (_, row, _) in zip(texts, flat)]
+        rewards = [math_reward(t, row["answer"], extraction=answer_extraction) for t, (_, row, _) in zip(texts, flat)]
         contexts = build_teacher_contexts(
             [row["prompt"] for _, row, _ in flat], texts, rewards, [k for k, _, _ in flat],
             problem_ids=[row.get("problem_id", k) for k, row, _ in flat],

@@ -16,7 +16,7 @@ exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass
 
 from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome
 from antisd.rewards.code import CodeReward
-from antisd.rewards.extract import extract_answer, extract_boxed, is_strict_format
+from antisd.rewards.extract import EXTRACTIONS, extract_answer, extract_boxed, is_strict_format, last_number
 from antisd.rewards.pool import VerifierPool, default_pool
 from antisd.rewards.reward import (
     MathReward,
@@ -29,6 +29,6 @@ from antisd.rewards.reward import (
 
 __all__ = [
     "MAX_ANSWER_CHARS", "CodeReward", "MathReward", "Outcome", "RewardStats", "VerifierPool", "check_answer",
-    "completion_text", "default_pool", "extract_answer", "extract_boxed", "gold_parses", "is_strict_format",
+    "EXTRACTIONS", "completion_text", "default_pool", "extract_answer", "last_number", "extract_boxed", "gold_parses", "is_strict_format",
     "math_reward",
 ]

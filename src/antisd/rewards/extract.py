@@ -23,7 +23,13 @@
    ``$``, ``$$``, ``\\(`` or ``\\[``; otherwise X cut at the first sentence end (a period
    followed by whitespace). Surrounding ``**`` and a trailing period are dropped. A match
    whose X is empty is skipped.
-3. ``"none"``: nothing found; the answer is ``None``.
+3. ``"last_number"``, only with ``extraction="flexible"`` and when neither 1 nor 2 found anything:
+   the last number in the text (an optional minus sign, digits with optional thousands commas,
+   an optional decimal part, or a fraction ``a/b``; a trailing period is a sentence end). This is
+   lm-evaluation-harness's GSM8K "flexible-extract", for small models that answer ``2 + 3 = 5``.
+4. ``"none"``: nothing found; the answer is ``None``.
+
+``EXTRACTIONS``: ``"strict"`` (1, 2, the default) and ``"flexible"`` (1, 2, 3).
 
 `is_strict_format` is the strict answer format of ``MathReward(format_strict=True)``.
 """
@@ -40,6 +46,8 @@ _FINAL_PHRASE_RE = re.compile(r"final answer is(?P<value>[^\n]*)", re.IGNORECASE
 _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]")
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
 _I_HOPE_RE = re.compile(r"I hope", re.IGNORECASE)
+_NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\w])")
+EXTRACTIONS = ("strict", "flexible")
 
 
 def _last_box(text: str) -> tuple[int, int, int | None] | None:
@@ -98,9 +106,19 @@ def _last_fallback(text: str, pattern: re.Pattern[str]) -> tuple[int, str] | Non
     return found
 
 
-def extract_answer(completion: str) -> tuple[str | None, str]:
-    """(answer text, how); how is "boxed", "unclosed_box", "answer_line", "final_answer_phrase"
-    or "none". Rules in the module docstring."""
+def last_number(text: str) -> str | None:
+    """The last number of `text` (``_NUMBER_RE``), thousands commas removed; None without one. O(len)."""
+    found = None
+    for found in _NUMBER_RE.finditer(text):
+        pass
+    return None if found is None else found.group(0).replace(",", "")
+
+
+def extract_answer(completion: str, extraction: str = "strict") -> tuple[str | None, str]:
+    """(answer text, how); how is "boxed", "unclosed_box", "answer_line", "final_answer_phrase",
+    "last_number" (``extraction="flexible"`` only) or "none". Rules in the module docstring."""
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"extraction={extraction!r}: expected one of {list(EXTRACTIONS)}")
     box = _last_box(completion)
     if box is not None:
         if box[2] is None:
@@ -111,10 +129,12 @@ def extract_answer(completion: str) -> tuple[str | None, str]:
         for how, pattern in (("answer_line", _ANSWER_LINE_RE), ("final_answer_phrase", _FINAL_PHRASE_RE))
         if (found := _last_fallback(completion, pattern)) is not None
     ]
-    if not candidates:
-        return None, "none"
-    _, value, how = max(candidates)
-    return value, how
+    if candidates:
+        _, value, how = max(candidates)
+        return value, how
+    if extraction == "flexible" and (number := last_number(completion)) is not None:
+        return number, "last_number"
+    return None, "none"
 
 
 _STRICT_TAIL_RE = re.compile(r"\s*(?:\$\$|\$|\\\]|\\\))?\s*\.?\s*")

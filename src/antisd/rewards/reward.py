@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome, verify_inline
-from antisd.rewards.extract import extract_answer, is_strict_format
+from antisd.rewards.extract import EXTRACTIONS, extract_answer, is_strict_format
 from antisd.rewards.pool import VerifierPool, default_pool
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,10 @@ def check_answer(
     *,
     timeout_s: float = 5.0,
     pool: VerifierPool | None = None,
+    extraction: str = "strict",
 ) -> Outcome:
-    """Outcome of extracting an answer from `completion` and comparing it with gold `answer`.
+    """Outcome of extracting an answer from `completion` (``extract_answer`` with `extraction`: strict or
+    flexible) and comparing it with gold `answer`.
 
     Uses `pool` if given, else in-process math-verify in the main thread and `default_pool()`
     elsewhere (see the module docstring). Never raises on any `completion` or `answer`
@@ -96,7 +98,7 @@ def check_answer(
             answer = str(answer)  # datasets sometimes store integer answers
         if not answer.strip() or len(answer) > MAX_ANSWER_CHARS:
             return Outcome.GOLD_UNPARSEABLE  # never parsed: no reward, whatever the completion
-        pred, how = extract_answer(completion)
+        pred, how = extract_answer(completion, extraction)
         if pred is None:
             return Outcome.UNCLOSED_BOX if how == "unclosed_box" else Outcome.NO_ANSWER
         if len(pred) > MAX_ANSWER_CHARS:
@@ -123,12 +125,13 @@ def math_reward(
     timeout_s: float = 5.0,
     stats: RewardStats | None = None,
     pool: VerifierPool | None = None,
+    extraction: str = "strict",
 ) -> float:
     """1.0 if math-verify judges the extracted answer equal to gold `answer`, else 0.0.
 
     Records the `Outcome` in `stats` if given. Never raises, never hangs (see `check_answer`).
     """
-    outcome = check_answer(completion, answer, timeout_s=timeout_s, pool=pool)
+    outcome = check_answer(completion, answer, timeout_s=timeout_s, pool=pool, extraction=extraction)
     if stats is not None:
         stats.record(outcome)
     return 1.0 if outcome is Outcome.CORRECT else 0.0
@@ -154,6 +157,8 @@ def completion_text(completion: Any) -> str:
 class MathReward:
     """TRL GRPOTrainer reward function: 1.0 for a correct final answer, else 0.0.
 
+    `answer_extraction="flexible"` also takes the last number of a response that has no box and no answer
+    line (``antisd.rewards.extract``), for small models that answer ``2 + 3 = 5``.
     `format_strict=True` also requires `is_strict_format` (exactly one box, nothing but
     whitespace, a closing math delimiter, a period and `end_token` after it), so a policy
     cannot pad text after its answer or hedge with several boxes; a correct answer in the
@@ -176,9 +181,13 @@ class MathReward:
         end_token: str | None = None,
         pool: VerifierPool | None = None,
         metric_prefix: str = "math_reward",
+        answer_extraction: str = "strict",
     ) -> None:
         if not 0 < timeout_s < math.inf:
             raise ValueError(f"timeout_s={timeout_s} must be a positive finite number of seconds per completion")
+        if answer_extraction not in EXTRACTIONS:
+            raise ValueError(f"answer_extraction={answer_extraction!r}: expected one of {list(EXTRACTIONS)}")
+        self.answer_extraction = answer_extraction
         self.__name__ = "math_reward"  # TRL reads reward_func.__name__
         self.timeout_s = timeout_s
         self.format_strict = format_strict
@@ -202,7 +211,7 @@ class MathReward:
         text = completion_text(completion)
         if self.format_strict and not is_strict_format(text, self.end_token):
             return Outcome.FORMAT_VIOLATION
-        return check_answer(text, answer, timeout_s=self.timeout_s, pool=self.pool)
+        return check_answer(text, answer, timeout_s=self.timeout_s, pool=self.pool, extraction=self.answer_extraction)
 
     def _warn_unparseable(self, answers: list[str], ids: list[Any] | None) -> None:
         bad = [str(ids[i]) if ids is not None and i < len(ids) else repr(str(a)[:40])
