@@ -71,3 +71,14 @@ def test_convert_verl_names_a_bad_row(tmp_path):
     with pytest.raises(ValueError, match="row 1: 'reward_model.ground_truth' is missing"):
         mathdata.convert_verl(src, tmp_path / "out.jsonl")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_generated_arithmetic_files_are_what_the_generator_writes():
+    generated = mathdata.arith_rows()
+    for name in ("arith_small_train", "arith_small_test"):
+        assert mathdata.read_bytes(name) == mathdata.arith_jsonl(generated[name])
+    train, test = (generated[n] for n in ("arith_small_train", "arith_small_test"))
+    assert (len(train), len(test)) == (143, 64) and not {r["problem"] for r in train} & {r["problem"] for r in test}
+    for r in train + test:  # every answer is what the problem asks
+        a, op, b = r["problem"].removeprefix("What is ").removesuffix("?").split()
+        assert int(r["answer"]) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op] >= 0

@@ -6,6 +6,7 @@ of the uncompressed files, cleaning notes: ``resources/data/SOURCES.md``). Every
 
     aime2024 aime2025 aime2026 hmmt_feb2025 minerva_math math500 gsm8k_test   evaluation
     dapo_math_17k                                                               training (17,290)
+    arith_small_train arith_small_test      generated single-digit arithmetic (143 / 64; ``arith_rows``)
 
 These names are built-in dataset names: ``antisd train --dataset_name dapo_math_17k`` (and
 ``antisd pmi --dataset``, ``antisd eval --benchmarks NAME=math500``) read the packaged file
@@ -40,6 +41,8 @@ MATH_FILES: dict[str, tuple[int, str]] = {
     "math500": (500, "1e442b710dc86e3513d0a6feb8fc0eb5982de09baadd357d2ca2f669f0e46e05"),
     "gsm8k_test": (1319, "a6b468d86a369be697692bca0493e043e461561f847a1d7fe233cb0a32c9d607"),
     "dapo_math_17k": (17290, "9cf7dd36bd036571e7c4b6020581d6404d8816500642722ecf1e31ea0113673d"),
+    "arith_small_train": (143, "7a376de7edd8a5393eab70a4d3a429dd15799aeac26834e667643620b36bbcbf"),
+    "arith_small_test": (64, "c9b1cbf5fcf0fa3bdfcd136fe78741c3e6dcb8a40f9fac1cc11aaa085d760171"),
 }
 """Row count and sha256 of each uncompressed file (as in SOURCES.md)."""
 
@@ -79,6 +82,46 @@ def file_digest(name: str) -> tuple[int, str]:
 def read_rows(name: str) -> list[dict[str, Any]]:
     """The rows of the packaged file `name`."""
     return [json.loads(line) for line in read_bytes(name).decode("utf-8").splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------- generated arithmetic
+
+ARITH_SPLIT_SEED = 0
+ARITH_TEST_ROWS = 64
+
+
+def arith_rows() -> dict[str, list[dict[str, Any]]]:
+    """The generated ``arith_small`` problems, split into ``arith_small_train`` and ``arith_small_test``.
+
+    Every single-digit sum ``a + b``, product ``a * b`` (a, b in 1..9) and difference ``a - b`` with a >= b:
+    207 problems, asked as ``What is 7 + 5?`` with the answer as an integer string. A shuffle with
+    ``random.Random(ARITH_SPLIT_SEED)`` puts ``ARITH_TEST_ROWS`` of them in the held-out file and the rest in the
+    training file (each in generation order). A task a 135M-parameter model solves sometimes (about a third
+    of the time at temperature 0.7 for SmolLM2-135M-Instruct, docs/realmodel.md): a real-model RL pilot needs
+    groups in which some rollouts are right. No ``solution`` column: the teacher sees the answer line."""
+    import random
+
+    problems = []
+    for op in ("+", "-", "*"):
+        for a in range(1, 10):
+            for b in range(1, 10):
+                if op == "-" and a < b:
+                    continue
+                value = a + b if op == "+" else a - b if op == "-" else a * b
+                problems.append((f"What is {a} {op} {b}?", str(value)))
+    order = list(range(len(problems)))
+    random.Random(ARITH_SPLIT_SEED).shuffle(order)
+    test = set(order[:ARITH_TEST_ROWS])
+    out: dict[str, list[dict[str, Any]]] = {"arith_small_train": [], "arith_small_test": []}
+    for i, (problem, answer) in enumerate(problems):
+        name = "arith_small_test" if i in test else "arith_small_train"
+        out[name].append({"id": f"arith-{i:03d}", "problem": problem, "answer": answer, "source": "arith_small v1"})
+    return out
+
+
+def arith_jsonl(rows: list[dict[str, Any]]) -> bytes:
+    """The uncompressed bytes of a generated file (one ``json.dumps`` line per row)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------- verl layout
