@@ -69,6 +69,11 @@ def test_real_benchmark_files_load_with_ids_answers_and_prompts(name):
     bench = preset_benchmark(name)
     ds = load_benchmark(bench, limit=3)
     raw = read_rows(PRESETS[name].data)[:3]
+    assert ds["problem_id"] == [str(r["id"]) for r in raw]  # the file's id column names the problems
+    assert ds["answer"] == [str(r["answer"]) for r in raw]  # answers as shipped (AIME's "025" keeps its zero)
+    assert ds["solution"] == [r.get("solution") for r in raw]
+    for prompt, r in zip(ds["prompt"], raw):  # chat prompts: the default system message, then the problem as is
+        assert [m["role"] for m in prompt] == ["system", "user"] and prompt[1]["content"] == r["problem"]
 def test_hub_formats_load_through_their_preset_columns(tmp_path):
     """Small files in each hub dataset's published format, read with ?like=PRESET."""
     write_jsonl(tmp_path / "gsm8k.jsonl", [
