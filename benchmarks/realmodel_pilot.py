@@ -136,9 +136,11 @@ def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
     rec = make_record(study=a.study, run=f"{arm}-s{seed}", seed=seed, steps=a.steps, settings=settings,
                       base=base_identity(resolve_model(a.model).path), curve=curve, history=history,
                       heldout={str(len(problems) * a.eval_k): {"rows": len(problems) * a.eval_k,
-                                                               "distinct_problems": len(problems)}},
+                                                               "distinct_prompts": len(problems),
+                                                               "distinct_equations": len(problems)}},
                       runtime_s=time.time() - t0, resumed_from=resume,
-                      extra={"arm": arm, "arm_flags": ARMS[arm], "runner": "benchmarks/realmodel_pilot.py"})
+                      extra={"arm": arm, "arm_flags": ARMS[arm], "base_label": a.model,
+                             "runner": "benchmarks/realmodel_pilot.py"})
     path = write_record(record_path, rec)
     _write_json(run_dir / "result.json", {"arm": arm, "seed": seed, "record": str(path)})
     logger.info("record written: %s (held-out %s)", path, [round(p["acc"], 3) for p in curve])

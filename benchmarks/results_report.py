@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import toy_robustness_report as rr  # noqa: E402 - the shared statistics of the robustness study
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("docs/benchmarks.md",)
+DOCS = ("docs/benchmarks.md", "docs/realmodel.md")
 N_BOOT = 2000
 EQUIV = 0.02  # the equivalence band of every verdict: a difference inside [-0.02, +0.02]
 ALIVE = 0.10  # the term is alive on wrong rollouts: non-zero on >= 10% of their tokens when it is active
@@ -313,6 +313,34 @@ def section_claim1_pmi(records: list[dict]) -> list[str]:
     return lines
 
 
+def section_realmodel_claim1(records: list[dict]) -> list[str]:
+    """u by token class on a real model's own rollouts (``benchmarks/realmodel_claim1.py``)."""
+    recs = [r for r in records if r.get("kind") == "pmi" and r["study"] == "realmodel_claim1"]
+    if not recs:
+        return _none_yet("realmodel_claim1")
+    lines = []
+    for rec in sorted(recs, key=lambda r: r["run"]):
+        res = rec["result"]
+        lines += [f"**{rec['run']}** (`results/realmodel_claim1/{rec['run']}.json`): {res['n_rollouts']} rollouts "
+                  f"({res['n_correct']} correct, {res['n_truncated']} cut at the token limit), {res['n_tokens']:,} "
+                  f"tokens, mean u {res['mean_u']:+.3f}, {100 * res['neg_frac']:.0f}% of tokens with u < 0. "
+                  f"Verdict by the rule: **{res['verdict']}**.", "",
+                  "| class | all rollouts: mean u [95% CI] (tokens, rollouts) | u < 0 | correct rollouts | "
+                  "wrong rollouts |", "|---|---|---:|---|---|"]
+
+        def cell(row: dict) -> str:
+            if not row["n"]:
+                return "none"
+            lo, hi = row["ci"]
+            return f"{row['mean_u']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({row['n']:,}, {row['n_rollouts']})"
+
+        for name, row in res["classes"]["all"].items():
+            neg = f"{100 * row['neg_frac']:.0f}%" if row["n"] else "-"
+            lines.append(f"| {name} | {cell(row)} | {neg} | {cell(res['classes']['correct'][name])} | "
+                         f"{cell(res['classes']['wrong'][name])} |")
+    return lines
+
+
 def section_records(records: list[dict]) -> list[str]:
     pmi = [r for r in records if r.get("kind") == "pmi"]
     records = [r for r in records if r.get("kind", "training") == "training"]
@@ -349,6 +377,7 @@ SECTIONS: dict[str, Callable[[list[dict]], list[str]]] = {
     "claim1_search": section_claim1_search,
     "claim1_search_verdicts": section_claim1_search_verdicts,
     "claim1_pmi": section_claim1_pmi,
+    "realmodel_claim1": section_realmodel_claim1,
     "records": section_records,
 }
 

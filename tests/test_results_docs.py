@@ -144,3 +144,37 @@ def test_claim1_pmi_section_applies_the_pre_stated_rule(rep):
     assert lines[2].endswith("| supported |") and "-0.400 [-0.500, -0.300] (100, 50)" in lines[2]
     assert lines[3].startswith("| search |") and lines[3].endswith("| not supported |")
     assert "PMI checks: `claim1_pmi/S`" in "\n".join(rep.section_records([pmi("S", below, above)]))
+
+
+def test_realmodel_claim1_classes_intervals_rule_and_section(rep, tmp_path, monkeypatch):
+    """benchmarks/realmodel_claim1.py on hand-made scored rollouts (no model): token classes, class means with
+    cluster-bootstrap intervals, the pre-stated rule, and the generated section."""
+    import json
+
+    from antisd.records import make_pmi_record
+
+    claim1 = load_benchmark("realmodel_claim1")
+    assert claim1.classify([" Wait", ",", " 1", "2", " is", " 1", "2", "0", " So"], "12") == [
+        "deliberation", "other", "gold_answer", "gold_answer", "other", "number", "number", "number", "connective"]
+    rng = random.Random(0)
+    lines = []
+    for i in range(40):  # deliberation always lowered (u < 0), the gold answer's digits raised (u > 0)
+        tokens = [" Wait", " the", " sum", " is", " 1", "2", "."]
+        s = [-1.0] * len(tokens)
+        t = [-1.0 - 1.0 - rng.random(), -1.0, -1.0, -1.0, -0.5 + rng.random() * 0.1, -0.6, -1.0]
+        lines.append(json.dumps({"tokens": tokens, "student_logps": s, "teacher_logps": t, "problem_id": f"p{i}",
+                                 "correct": i % 4 == 0, "truncated": False}))
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(claim1, "gold_answers", lambda dataset: {f"p{i}": "12" for i in range(40)})
+    result = claim1.analyse(tmp_path, "unused", n_boot=200)
+    table = result["classes"]["all"]
+    assert (table["deliberation"]["n"], table["gold_answer"]["n"], table["number"]["n"]) == (40, 80, 0)
+    assert math.isclose(table["other"]["mean_u"], 0.0) and table["deliberation"]["ci"][1] < -1.0
+    assert table["gold_answer"]["ci"][0] > 0 and result["verdict"] == "the sign split appears"
+    assert (result["n_rollouts"], result["n_correct"]) == (40, 10)
+    assert result["classes"]["correct"]["deliberation"]["n"] == 10
+    assert "not testable" in claim1.verdict({**table, "gold_answer": {**table["gold_answer"], "n": 5}})
+    rec = make_pmi_record(study="realmodel_claim1", run="m", settings={}, base={"name": "m", "sha256": "2" * 64},
+                          result=result, runtime_s=1.0, machine={"cpu": "unit"})
+    text = "\n".join(rep.section_realmodel_claim1([rec]))
+    assert "Verdict by the rule: **the sign split appears**" in text and "| deliberation | -" in text
