@@ -132,7 +132,9 @@ class AntiSDConfig(ContextFields, GRPOConfig):
     gate_up_ratio: float = field(default=1.0, metadata={"help": "An off gate turns back on at up_ratio*H_warm (hysteresis)."})
     gate_statistic: Literal["mean", "median"] = field(
         default="mean",
-        metadata={"help": "Per-step statistic over all response tokens: mean (project default) or median.",
+        metadata={"help": "Per-step statistic over the response tokens of the rollouts that carry the token term (every "
+                          "rollout with a privileged context; only the correct ones under token_term_rollouts correct): "
+                          "mean (project default) or median.",
                   "choices": ["mean", "median"]},
     )
     gate_ceiling_ratio: float | None = field(
