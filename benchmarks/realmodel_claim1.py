@@ -123,7 +123,7 @@ def verdict(table: dict[str, dict], min_tokens: int = 30) -> str:
     return "not resolved (an interval contains 0)"
 
 
-def analyse(out: Path, dataset: str, n_boot: int) -> dict:
+def analyse(out: Path, dataset: str, n_boot: int, max_new_tokens: int = 128) -> dict:
     answers = gold_answers(dataset)
     rollouts = []
     with open(out / "records.jsonl", encoding="utf-8") as fh:
@@ -132,20 +132,20 @@ def analyse(out: Path, dataset: str, n_boot: int) -> dict:
             u = [t - s for t, s in zip(rec["teacher_logps"], rec["student_logps"])]
             answer = answers.get(str(rec.get("problem_id")))
             rollouts.append({"u": u, "classes": classify(rec["tokens"], answer), "correct": bool(rec.get("correct")),
-                             "truncated": bool(rec.get("truncated"))})
+                             "at_limit": len(rec["tokens"]) >= max_new_tokens})
     split = {"all": rollouts, "correct": [r for r in rollouts if r["correct"]],
              "wrong": [r for r in rollouts if not r["correct"]]}
     tables = {k: class_table(v, n_boot, seed=0) for k, v in split.items()}
     all_u = np.concatenate([np.asarray(r["u"]) for r in rollouts]) if rollouts else np.zeros(0)
     return {"n_rollouts": len(rollouts), "n_correct": len(split["correct"]),
-            "n_truncated": sum(r["truncated"] for r in rollouts), "n_tokens": int(all_u.size),
+            "n_at_limit": sum(r["at_limit"] for r in rollouts), "n_tokens": int(all_u.size),
             "mean_u": float(all_u.mean()) if all_u.size else None,
             "neg_frac": float((all_u < 0).mean()) if all_u.size else None,
             "classes": tables, "verdict": verdict(tables["all"])}
 
 
 def print_result(result: dict) -> None:
-    print(f"{result['n_rollouts']} rollouts ({result['n_correct']} correct, {result['n_truncated']} cut at the token "
+    print(f"{result['n_rollouts']} rollouts ({result['n_correct']} correct, {result['n_at_limit']} reached the token "
           f"limit), {result['n_tokens']} tokens, mean u {result['mean_u']:+.3f}, {100 * result['neg_frac']:.0f}% < 0")
     for part, table in result["classes"].items():
         print(f"\n{part}:\n| class | tokens | rollouts | mean u | 95% interval | u < 0 |\n|---|---:|---:|---:|---|---:|")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     runtime = time.monotonic() - start
-    result = analyse(args.out, args.dataset, args.n_boot)
+    result = analyse(args.out, args.dataset, args.n_boot, args.max_new_tokens)
     print_result(result)
     folder = resolve_model(args.model, what="--model").path
     manifest = read_manifest(folder)
@@ -196,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"pmi_argv": pmi_argv(args)[2:-2], "classes": {"deliberation": DELIBERATION, "connective": CONNECTIVE,
                                                              "number": "digit tokens",
                                                              "gold_answer": "digits of the final answer"}}
+    path = args.results / "realmodel_claim1" / f"{args.model}.json"
+    if args.reuse:  # the sampling and scoring time of the run that made the folder, when its record is there
+        runtime = json.loads(path.read_text())["runtime_s"] if path.exists() else 0.0
     rec = make_pmi_record(study="realmodel_claim1", run=args.model, settings=settings, base=base, result=result,
-                          runtime_s=runtime if not args.reuse else 0.0)
-    path = write_record(args.results / "realmodel_claim1" / f"{args.model}.json", rec)
+                          runtime_s=runtime)
+    path = write_record(path, rec)
     print(f"record: {path}")
     return 0
 

@@ -322,7 +322,7 @@ def section_realmodel_claim1(records: list[dict]) -> list[str]:
     for rec in sorted(recs, key=lambda r: r["run"]):
         res = rec["result"]
         lines += [f"**{rec['run']}** (`results/realmodel_claim1/{rec['run']}.json`): {res['n_rollouts']} rollouts "
-                  f"({res['n_correct']} correct, {res['n_truncated']} cut at the token limit), {res['n_tokens']:,} "
+                  f"({res['n_correct']} correct, {res['n_at_limit']} reached the token limit), {res['n_tokens']:,} "
                   f"tokens, mean u {res['mean_u']:+.3f}, {100 * res['neg_frac']:.0f}% of tokens with u < 0. "
                   f"Verdict by the rule: **{res['verdict']}**.", "",
                   "| class | all rollouts: mean u [95% CI] (tokens, rollouts) | u < 0 | correct rollouts | "
@@ -334,7 +334,9 @@ def section_realmodel_claim1(records: list[dict]) -> list[str]:
             lo, hi = row["ci"]
             return f"{row['mean_u']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({row['n']:,}, {row['n_rollouts']})"
 
-        for name, row in res["classes"]["all"].items():
+        table = res["classes"]["all"]
+        order = [c for c in ("deliberation", "connective", "number", "gold_answer", "other") if c in table]
+        for name, row in [(c, table[c]) for c in order + sorted(set(table) - set(order))]:
             neg = f"{100 * row['neg_frac']:.0f}%" if row["n"] else "-"
             lines.append(f"| {name} | {cell(row)} | {neg} | {cell(res['classes']['correct'][name])} | "
                          f"{cell(res['classes']['wrong'][name])} |")

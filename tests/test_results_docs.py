@@ -163,15 +163,15 @@ def test_realmodel_claim1_classes_intervals_rule_and_section(rep, tmp_path, monk
         s = [-1.0] * len(tokens)
         t = [-1.0 - 1.0 - rng.random(), -1.0, -1.0, -1.0, -0.5 + rng.random() * 0.1, -0.6, -1.0]
         lines.append(json.dumps({"tokens": tokens, "student_logps": s, "teacher_logps": t, "problem_id": f"p{i}",
-                                 "correct": i % 4 == 0, "truncated": False}))
+                                 "correct": i % 4 == 0}))
     (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(claim1, "gold_answers", lambda dataset: {f"p{i}": "12" for i in range(40)})
-    result = claim1.analyse(tmp_path, "unused", n_boot=200)
+    result = claim1.analyse(tmp_path, "unused", n_boot=200, max_new_tokens=7)
     table = result["classes"]["all"]
     assert (table["deliberation"]["n"], table["gold_answer"]["n"], table["number"]["n"]) == (40, 80, 0)
     assert math.isclose(table["other"]["mean_u"], 0.0) and table["deliberation"]["ci"][1] < -1.0
     assert table["gold_answer"]["ci"][0] > 0 and result["verdict"] == "the sign split appears"
-    assert (result["n_rollouts"], result["n_correct"]) == (40, 10)
+    assert (result["n_rollouts"], result["n_correct"], result["n_at_limit"]) == (40, 10, 40)
     assert result["classes"]["correct"]["deliberation"]["n"] == 10
     assert "not testable" in claim1.verdict({**table, "gold_answer": {**table["gold_answer"], "n": 5}})
     rec = make_pmi_record(study="realmodel_claim1", run="m", settings={}, base={"name": "m", "sha256": "2" * 64},
