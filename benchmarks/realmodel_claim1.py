@@ -44,7 +44,8 @@ def pmi_argv(args: argparse.Namespace) -> list[str]:
     return ["--model", args.model, "--dataset", args.dataset, "--id_column", "id", "--max_problems", str(args.problems),
             "--shuffle_seed", "0", "--samples_per_problem", str(args.samples), "--max_new_tokens", str(args.max_new_tokens),
             "--temperature", "1.0", "--solution_sources", "dataset", "--problems_per_batch", "8",
-            "--batch_size", str(args.batch_size), "--seed", "0", "--check_rollouts", "32", "--output_dir", str(args.out)]
+            "--batch_size", str(args.batch_size), "--seed", "0", "--check_rollouts", "32",
+            "--answer_extraction", args.answer_extraction, "--output_dir", str(args.out)]
 
 
 def gold_answers(dataset: str) -> dict[str, str]:
@@ -171,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n_boot", type=int, default=2000)
     ap.add_argument("--reuse", action="store_true", help="analyse an earlier run's folder; do not sample")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--answer_extraction", choices=["strict", "flexible"], default="strict",
+                    help="how a rollout's correctness (the teacher's feedback) is read; flexible: the run is named "
+                         "<model>-flexible")
     args = ap.parse_args(argv)
+    run_name = args.model + ("-flexible" if args.answer_extraction == "flexible" else "")
 
     import torch  # noqa: PLC0415
 
@@ -196,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"pmi_argv": pmi_argv(args)[2:-2], "classes": {"deliberation": DELIBERATION, "connective": CONNECTIVE,
                                                              "number": "digit tokens",
                                                              "gold_answer": "digits of the final answer"}}
-    path = args.results / "realmodel_claim1" / f"{args.model}.json"
+    path = args.results / "realmodel_claim1" / f"{run_name}.json"
     if args.reuse:  # the sampling and scoring time of the run that made the folder, when its record is there
         runtime = json.loads(path.read_text())["runtime_s"] if path.exists() else 0.0
-    rec = make_pmi_record(study="realmodel_claim1", run=args.model, settings=settings, base=base, result=result,
+    rec = make_pmi_record(study="realmodel_claim1", run=run_name, settings=settings, base=base, result=result,
                           runtime_s=runtime)
     path = write_record(path, rec)
     print(f"record: {path}")
