@@ -30,6 +30,17 @@ def test_rollouts_file_without_solution_column(model_and_tok, tmp_path, caplog):
     assert "no 'solution' column" in caplog.text
 
 
+def test_sampling_and_scoring_each_show_progress(tiny_model_path, tmp_path, capsys):
+    """Scoring waits for a whole context window of rollouts, so sampling has a bar of its own."""
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3)))
+    assert main(["--model", str(tiny_model_path), "--dataset", str(data), "--samples_per_problem", "2",
+                 "--max_new_tokens", "4", "--output_dir", str(tmp_path / "out"), "--bootstrap", "0",
+                 "--max_traces", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "sampled" in err and "6/6" in err and "scored" in err
+
+
 def test_cli_dataset_end_to_end_and_chat_template_error(tiny_model_path, tmp_path, capsys):
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [

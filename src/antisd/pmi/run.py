@@ -99,6 +99,12 @@ def iter_records(cfg: PMIConfig, skips: SkipLog) -> tuple[Iterator[PMIRecord], i
             problems_per_batch=cfg.problems_per_batch, seed=cfg.seed, skips=skips,
             answer_extraction=cfg.answer_extraction,
         )
+        # Scoring takes rollouts a context window at a time, so sampling has its own bar: without it nothing
+        # moves while the first window is sampled (minutes on a real model on a CPU).
+        from tqdm.auto import tqdm
+
+        rollouts = tqdm(rollouts, total=expected, desc="sampled", unit="rollout", position=1, leave=False,
+                        disable=not cfg.progress, file=sys.stderr)
     records = compute_pmi(
         model, tokenizer, rollouts, cfg.context_config, temperature=cfg.temperature, batch_size=cfg.batch_size,
         max_tokens=cfg.max_tokens, check_rollouts=cfg.check_rollouts, context_window=cfg.context_window,
@@ -204,7 +210,8 @@ def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
     )
     traced: list[PMIRecord] = []
     with open(out / "records.jsonl", "w", encoding="utf-8") as fh:
-        for rec in tqdm(records, total=expected, unit="rollout", disable=not cfg.progress, file=sys.stderr):
+        for rec in tqdm(records, total=expected, desc="scored", unit="rollout", position=0, disable=not cfg.progress,
+                        file=sys.stderr):
             agg.add(rec)
             fh.write(rec.to_json() + "\n")
             if len(traced) < cfg.max_traces:
