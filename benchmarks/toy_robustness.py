@@ -258,12 +258,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dump_every", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rerun_recorded", action="store_true",
+                    help="also run the runs whose record is already in --results/--study (default: skip them)")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further antisd train flags for every run")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # base by base; within a base seed by seed, every arm of a seed before the next seed (a partial study is balanced)
-    todo = [(b, arm, s) for b in a.bases for s in a.seeds for arm in a.arms
-            if not (Path(a.out) / b.partition("=")[0] / f"{arm}-s{s}" / "result.json").exists()]
+    # A run is finished when its run folder says so, or when its record is in the repository (another machine ran
+    # it: the run folders are not committed); --rerun_recorded runs those again and overwrites their records.
+    def finished(b: str, arm: str, s: int) -> bool:
+        name = f"{b.partition('=')[0]}-{arm}-s{s}"
+        return (Path(a.out) / b.partition("=")[0] / f"{arm}-s{s}" / "result.json").exists() or (
+            not a.rerun_recorded and (Path(a.results) / a.study / f"{name}.json").exists())
+
+    todo = [(b, arm, s) for b in a.bases for s in a.seeds for arm in a.arms if not finished(b, arm, s)]
     logger.info("%d runs to do, %d at a time", len(todo), a.jobs)
     for b in a.bases:  # build (or find) the bases once, before the workers start
         logger.info("base %s: %s", b, base_path(b))

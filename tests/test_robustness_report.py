@@ -4,10 +4,13 @@ import itertools
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
 from bench_helpers import load_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +101,19 @@ def test_continual_rows_pair_by_seed_at_each_step(rep):
     assert len(rows) == 2 and rows[0].startswith("| A | 250 | 2 | 0.330 | 0.310 |")
     # step 300 reads the n = 2,048 point, not the curve's 0.0; paired differences -0.02, -0.02
     assert rows[1].startswith("| A | 300 | 2 | 0.390 | 0.410 |") and "-0.020" in rows[1]
+
+
+def test_the_runner_skips_runs_whose_record_is_in_the_repository(tmp_path, caplog):
+    """Run folders are not committed: on another machine a run with a committed record is finished, not redone."""
+    import logging
+    import shutil
+
+    runner = load_benchmark("toy_robustness")
+    results = tmp_path / "results" / "guard_control"
+    results.mkdir(parents=True)
+    shutil.copy(ROOT / "results" / "guard_control" / "S-grpo-s0.json", results)
+    argv = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--study", "guard_control",
+            "--bases", "S=default", "--arms", "grpo", "--seeds", "0", "--jobs", "1"]
+    with caplog.at_level(logging.INFO, logger="toy_robustness"):
+        runner.main(argv)
+    assert "0 runs to do" in caplog.text
