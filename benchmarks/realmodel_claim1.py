@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-DELIBERATION = ("Wait", "Let", "Maybe", "Alternatively", "Hmm", "But")
-CONNECTIVE = ("So", "Therefore", "Thus", "Hence", "Then", "Now", "Next", "Finally", "First", "Since", "Because",
-              "so", "therefore", "thus", "hence", "then")
+from antisd.pmi.aggregate import CONNECTIVE_WORDS as CONNECTIVE  # antisd pmi's default word classes
+from antisd.pmi.aggregate import DELIBERATION_WORDS as DELIBERATION
+
 CLASSES = ("deliberation", "connective", "number", "gold_answer", "other")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,12 +36,6 @@ ARMS: dict[str, list[str]] = {
 }
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
 def heldout_problems(a) -> list[dict]:
     from antisd.data import DataConfig, load_problems
 
@@ -52,29 +45,23 @@ def heldout_problems(a) -> list[dict]:
 
 def make_eval_callback(run_dir: Path, problems: list[dict], a, resumed_step: int):
     """A callback that scores the held-out problems at the start and every ``eval_every`` steps into curve.json."""
-    import torch
     from transformers import TrainerCallback
 
-    from antisd.evaluate.generation import TransformersGenerator, sample_problems
+    from antisd.checkpoints import atomic_write_json
+    from antisd.evaluate import EvalCallback
     from antisd.records import pack_bits
 
     curve_path = run_dir / "curve.json"
     curve = [p for p in (json.loads(curve_path.read_text()) if curve_path.exists() else []) if p["step"] <= resumed_step]
+    heldout = EvalCallback(problems, eval_steps=a.eval_every, k=a.eval_k, max_new_tokens=a.max_new_tokens,
+                           temperature=a.temperature, top_p=1.0, top_k=0, batch_size=a.eval_batch_size, seed=1234,
+                           answer_extraction="flexible")  # its sampler: a fixed seed, the global RNG untouched
 
     class HeldoutEval(TrainerCallback):
         def _eval(self, step: int, model, tok) -> None:
             if any(p["step"] == step for p in curve):
                 return
-            generator = TransformersGenerator(model, tok, temperature=a.temperature, top_p=1.0, top_k=0,
-                                              max_new_tokens=a.max_new_tokens)
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.random.fork_rng(devices=[]):
-                    scored = sample_problems(generator, problems, k=a.eval_k, batch_size=a.eval_batch_size, seed=1234,
-                                             tag="pilot_heldout", extraction="flexible")
-            finally:
-                model.train(was_training)
+            scored = heldout.sample(model, tok)
             rows = [r for p in problems for r in scored[str(p["problem_id"])]]
             bits = [bool(r["correct"]) for r in rows]
             curve.append({"step": step, "kind": "acc", "n": len(rows), "acc": sum(bits) / len(bits),
@@ -82,7 +69,7 @@ def make_eval_callback(run_dir: Path, problems: list[dict], a, resumed_step: int
                           "truncated": sum(bool(r["truncated"]) for r in rows) / len(rows),
                           "no_answer": sum(r["outcome"] == "no_answer" for r in rows) / len(rows),
                           "correct": pack_bits(bits)})
-            _write_json(curve_path, curve)
+            atomic_write_json(curve_path, curve)
             logger.info("%s step %d: held-out %.3f (n=%d samples, %.1f tokens)", run_dir.name, step,
                         curve[-1]["acc"], len(rows), curve[-1]["len"])
 
@@ -111,6 +98,7 @@ def train_argv(arm: str, seed: int, run_dir: Path, a, resume: str | None) -> lis
 
 
 def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
+    from antisd.checkpoints import atomic_write_json
     from antisd.cli import build_train_args, run_train, train_inputs
     from antisd.models import resolve_model
     from antisd.records import base_identity, make_record, training_settings, write_record
@@ -142,7 +130,7 @@ def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
                       extra={"arm": arm, "arm_flags": ARMS[arm], "base_label": a.model,
                              "runner": "benchmarks/realmodel_pilot.py"})
     path = write_record(record_path, rec)
-    _write_json(run_dir / "result.json", {"arm": arm, "seed": seed, "record": str(path)})
+    atomic_write_json(run_dir / "result.json", {"arm": arm, "seed": seed, "record": str(path)})
     logger.info("record written: %s (held-out %s)", path, [round(p["acc"], 3) for p in curve])
     return path
 

@@ -656,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     meter = PeakMeter(cuda)
     device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
-    print(f"step_cost: {device}; torch {torch.__version__}; model {args.model or 'tiny Qwen3'}: vocab {args.vocab_size}, hidden {args.hidden_size}, "
+    print(f"step_cost: {device}; torch {torch.__version__}; model {args.model or 'tiny Qwen3'}: "
+          f"vocab {args.vocab_size}, hidden {args.hidden_size}, "
           f"{args.num_layers} layers; logprobs={args.logprobs}, generation={args.generation}; "
           f"{args.warmup} warm-up + {args.steps} measured steps per trainer; command: {' '.join(sys.argv)}")
     if not meter.can_reset:

@@ -35,7 +35,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -93,17 +92,12 @@ def base_path(spec: str) -> str:
     return str(ensure_base_policy(recipe(recipe_name, privileged_style=style, **overrides)))
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
 def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
     import torch
     from transformers import TrainerCallback
 
     from antisd.builtin import evaluate_toy_policy
+    from antisd.checkpoints import atomic_write_json
     from antisd.records import pack_bits
 
     curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
@@ -129,8 +123,8 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
                               "correct": pack_bits([r["score"] > 0.5 for r in kept])})  # one bit per problem
                 if kind == "big":
                     samples[str(step)] = kept[:64]
-                    _write_json(samples_path, samples)
-                _write_json(curve_path, curve)
+                    atomic_write_json(samples_path, samples)
+                atomic_write_json(curve_path, curve)
                 logger.info("%s step %d: held-out %s %.3f (n=%d, strict %.3f, %.1f tokens)", run_dir.name, step, kind,
                             ev["eval/accuracy"], n, ev["eval/strict_accuracy"], ev["eval/mean_tokens"])
 
@@ -145,8 +139,9 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
 
 
 def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
-    from antisd.cli import build_train_args, run_train, train_inputs
     from antisd.builtin import TOY_TRAIN, default_train_argv, resolve_builtins
+    from antisd.checkpoints import atomic_write_json
+    from antisd.cli import build_train_args, run_train, train_inputs
     from antisd.trainer import last_complete_checkpoint
 
     base_name = base_spec.partition("=")[0]
@@ -180,7 +175,7 @@ def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     t0 = time.time()
     trainer = run_train(model_args, data_cfg, config, reward_args, callbacks=[cb], report=False)
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    _write_json(run_dir / "log_history.json", logs)
+    atomic_write_json(run_dir / "log_history.json", logs)
     result = {"base": base_name, "base_spec": base_spec, "base_path": base, "arm": arm, "seed": seed,
               "steps": max_steps, "curve": curve, "seconds_this_session": time.time() - t0,
               "resumed_from": resume, "argv": argv}
@@ -188,7 +183,7 @@ def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     rec = write_run_record(a, base_spec, arm, seed, max_steps, config, data_cfg, base, curve, logs,
                            time.time() - t0, resume)
     logger.info("record written: %s", rec)
-    _write_json(run_dir / "result.json", result)
+    atomic_write_json(run_dir / "result.json", result)
     return result
 
 

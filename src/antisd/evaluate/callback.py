@@ -59,8 +59,8 @@ class EvalCallback(TrainerCallback):
         self.trainer = trainer
         return self
 
-    def evaluate(self, model: Any, tokenizer: Any) -> dict[str, float]:
-        """Sample, score and summarise the held-out problems with `model` now."""
+    def sample(self, model: Any, tokenizer: Any) -> dict[str, list[dict[str, Any]]]:
+        """The k scored samples of every held-out problem (problem_id -> rows), drawn with `model` now."""
         from transformers.integrations import is_deepspeed_zero3_enabled
 
         synced = is_deepspeed_zero3_enabled() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
@@ -73,6 +73,11 @@ class EvalCallback(TrainerCallback):
                                      extraction=self.answer_extraction)
         finally:
             model.train(was_training)
+        return scored
+
+    def evaluate(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        """Sample, score and summarise the held-out problems with `model` now."""
+        scored = self.sample(model, tokenizer)
         records = [{"model": "m", "benchmark": "b", "problem_id": pid, "n_samples": self.k, **r}
                    for pid, rows in scored.items() for r in rows]
         row = _benchmark_row("m", "b", records)

@@ -29,6 +29,6 @@ from antisd.rewards.reward import (
 
 __all__ = [
     "MAX_ANSWER_CHARS", "CodeReward", "MathReward", "Outcome", "RewardStats", "VerifierPool", "check_answer",
-    "EXTRACTIONS", "completion_text", "default_pool", "extract_answer", "last_number", "extract_boxed", "gold_parses", "is_strict_format",
-    "math_reward",
+    "EXTRACTIONS", "completion_text", "default_pool", "extract_answer", "extract_boxed", "gold_parses",
+    "is_strict_format", "last_number", "math_reward",
 ]
