@@ -3,7 +3,7 @@
 For every base: ``antisd.toyworld.pmi_check`` on 128 held-out problems x 4 rollouts of the base policy
 (temperature 1, 96 tokens), mean u on the deliberation words after a failed try and on the correct candidate
 (`try <answer>`), with 95% intervals from 2,000 resamples of whole rollouts; written as a PMI record
-(``antisd.records.make_pmi_record``) to ``--results/--study/<base>.json``. One torch thread.
+(``antisd.trainer.records.make_pmi_record``) to ``--results/--study/<base>.json``. One torch thread.
 
     python benchmarks/claim1_pmi.py --bases S=default A0=a0 search=search
 """
@@ -21,7 +21,7 @@ logger = logging.getLogger("claim1_pmi")
 def main(argv: list[str] | None = None) -> list[Path]:
     import torch
 
-    from antisd.records import base_identity, make_pmi_record, write_record
+    from antisd.trainer.records import base_identity, make_pmi_record, write_record
     from antisd.toyworld import ensure_base_policy, recipe
     from antisd.toyworld.pmi_check import run_pmi_check
 

@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from antisd.code import CodeScorer, HarnessConfig, LocalExecutor, load_tasks, score_samples
-from antisd.code.data import BENCHMARKS
+from antisd.rewards.code import CodeScorer, HarnessConfig, LocalExecutor, load_tasks, score_samples
+from antisd.data.code_benchmarks import BENCHMARKS
 
 ALWAYS_EQUAL = "class _A:\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n        return False\n"
 
@@ -104,7 +104,7 @@ def toy_step_seconds(steps: int = 4) -> float:
     sys.path.insert(0, str(Path(__file__).parent))
     import toy_step
 
-    from antisd.builtin import default_train_argv
+    from antisd.toyworld.defaults import default_train_argv
 
     return toy_step.run_variant("fast", steps, default_train_argv() + ["--model_name_or_path", "toyworld"])["step"]
 

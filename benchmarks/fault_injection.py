@@ -4,13 +4,13 @@ with an uninterrupted run, bit for bit (issue 14, items 3 and 5; figures in docs
     python benchmarks/fault_injection.py                                   # 32 training + 16 eval trials
     python benchmarks/fault_injection.py --train-trials 4 --eval-trials 3 --workdir /tmp/fi --json fi.json
 
-Set-up (nothing downloaded): a tiny Qwen3 (``antisd.tiny``), 12 training problems, two eval files
+Set-up (nothing downloaded): a tiny Qwen3 (``antisd.lm.tiny``), 12 training problems, two eval files
 (one with an ``id`` column, one without; both repeat some problem texts), a ``run.yaml`` for
 canonical AntiSD (the gate's warm-up and reference live in ``antisd_state.json``), 8 steps,
 checkpoints every 2 steps, at most 2 kept (so old ones are rotated out).
 
 Each trial runs the CLI in a child process, ``python benchmarks/fault_injection.py inject --point P
---at N --events FILE -- train --config run.yaml``: ``antisd.cli.main`` after wrapping the functions
+--at N --events FILE -- train --config run.yaml``: ``antisd.cli.main.main`` after wrapping the functions
 of every kill point (``TRAIN_POINTS``, ``EVAL_POINTS``). Each wrapper appends an event (point, call
 count, completed steps) to FILE; on the N-th call of point P it does its part (e.g. leaves the file
 it writes half written) and the process SIGKILLs itself. ``timed`` kills come from this process after
@@ -121,8 +121,8 @@ def install_train_points(inj: Injector) -> None:
     import transformers.modeling_utils as modeling_utils
     from transformers.trainer_callback import TrainerState
 
-    import antisd.trainer as trainer_module
-    from antisd.trainer import AntiSDTrainer
+    import antisd.trainer.core as trainer_module
+    from antisd.trainer.core import AntiSDTrainer
 
     _wrap_method(AntiSDTrainer, "_generate_single_turn", inj, "generation")
     _wrap_method(AntiSDTrainer, "_teacher_pass", inj, "teacher_pass")
@@ -284,7 +284,7 @@ def inject_main(argv: list[str]) -> int:
     cli = args.cli[1:] if args.cli[:1] == ["--"] else args.cli
     inj = Injector(args.point, args.at, args.events, args.fraction)
     (install_train_points if cli[0] == "train" else install_eval_points)(inj)
-    from antisd.cli import main
+    from antisd.cli.main import main
 
     code = main(cli)
     inj.log(point="EXIT", code=code, step=inj.step)
@@ -296,14 +296,14 @@ def inject_main(argv: list[str]) -> int:
 
 def antisd_command() -> list[str]:
     script = Path(sys.executable).with_name("antisd")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "antisd.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "antisd.cli.main"]
 
 
 def setup(work: Path) -> dict[str, Any]:
     """The tiny model, the data files and the two command lines (training, eval)."""
     import yaml
 
-    from antisd.tiny import make_tiny_checkpoint
+    from antisd.lm.tiny import make_tiny_checkpoint
 
     work.mkdir(parents=True, exist_ok=True)
     model = make_tiny_checkpoint(work / "model", seed=0)

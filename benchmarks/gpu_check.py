@@ -9,7 +9,7 @@ locally or ship with antisd), in under 10 minutes:
 Checks, one line each (PASS, FAIL, or SKIP with the reason):
 1. cuda-train: 3 AntiSD steps of the tiny model on the GPU in bf16 (the default float32 output layer):
    finite losses, the weights move, the token term is logged.
-2. triton-head: TRL's fused LM head (Triton on a GPU) against ``antisd.logprobs`` on the same batch
+2. triton-head: TRL's fused LM head (Triton on a GPU) against ``antisd.lm.logprobs`` on the same batch
    (Qwen's vocabulary, float32 weights): log-probs and entropies equal within 2e-3, and the time of
    each (forward + backward), the faster named.
 3. bf16-noise: ``benchmarks/precision.py`` on the GPU (toy world): the error of u in bf16 against
@@ -54,7 +54,7 @@ def line(status: str, name: str, text: str) -> str:
 
 
 def tiny(path: Path, vocab: int, hidden: int = 64) -> Path:
-    from antisd.tiny import make_tiny_checkpoint
+    from antisd.lm.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(path, vocab_size=vocab, hidden_size=hidden, seed=0)
 
@@ -63,8 +63,8 @@ def trainer(model_path: Path, out: Path, device: str, **kw):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 
-    from antisd.config import AntiSDConfig
-    from antisd.trainer import AntiSDTrainer
+    from antisd.trainer.config import AntiSDConfig
+    from antisd.trainer.core import AntiSDTrainer
 
     rows = [{"prompt": f"What is {i % 5} + {i // 5}?", "answer": str(i % 5 + i // 5),
              "solution": f"{i % 5} + {i // 5} = {i % 5 + i // 5}"} for i in range(16)]
@@ -120,7 +120,7 @@ def check_head(work: Path, device: str, dry: bool) -> str:
     ids = torch.randint(3, vocab, (4, 64 + tokens), generator=g).to(model.device)
     mask = torch.ones_like(ids)
     results = {}
-    for name, fast in (("TRL", False), ("antisd.logprobs", True)):
+    for name, fast in (("TRL", False), ("antisd.lm.logprobs", True)):
         tr._fast_logprobs = fast
         lp, ent, _ = tr._get_per_token_logps_and_entropies(model, ids, mask, tokens, compute_entropy=True)
 
@@ -130,14 +130,14 @@ def check_head(work: Path, device: str, dry: bool) -> str:
             (out.sum() + e.sum()).backward()
 
         results[name] = (lp.detach().float(), ent.detach().float(), _time(step, 2 if dry else 5))
-    (lp_t, en_t, t_t), (lp_a, en_a, t_a) = results["TRL"], results["antisd.logprobs"]
+    (lp_t, en_t, t_t), (lp_a, en_a, t_a) = results["TRL"], results["antisd.lm.logprobs"]
     d_lp, d_en = float((lp_t - lp_a).abs().max()), float((en_t - en_a).abs().max())
     ok = d_lp < 2e-3 and d_en < 2e-3
     kernel = "Triton" if torch.cuda.is_available() else "no Triton (CPU)"
     return line("PASS" if ok else "FAIL", "triton-head" + (" (DRY, CPU)" if dry else ""),
-                f"TRL's fused head ({kernel}) vs antisd.logprobs, 4 x {tokens} tokens, vocabulary {vocab}: max |diff| "
+                f"TRL's fused head ({kernel}) vs antisd.lm.logprobs, 4 x {tokens} tokens, vocabulary {vocab}: max |diff| "
                 f"log-probs {d_lp:.1e}, entropies {d_en:.1e}; forward+backward {t_t * 1e3:.1f} ms (TRL) vs "
-                f"{t_a * 1e3:.1f} ms (antisd.logprobs): {'antisd.logprobs' if t_a < t_t else 'TRL'} is faster")
+                f"{t_a * 1e3:.1f} ms (antisd.lm.logprobs): {'antisd.lm.logprobs' if t_a < t_t else 'TRL'} is faster")
 
 
 def check_noise(work: Path, device: str, dry: bool) -> str:
@@ -184,7 +184,7 @@ def check_vllm(work: Path, device: str, dry: bool) -> str:
     from trl.import_utils import is_vllm_available
 
     if dry or not torch.cuda.is_available():
-        return line("SKIP", "vllm-colocate", "needs CUDA (tests/test_vllm.py covers the boundary with fakes)")
+        return line("SKIP", "vllm-colocate", "needs CUDA (tests/trainer/test_vllm.py covers the boundary with fakes)")
     if not is_vllm_available():
         return line("SKIP", "vllm-colocate", "vLLM is not installed (pip install vllm)")
     path = tiny(work / "vllm_model", vocab=2000, hidden=128)

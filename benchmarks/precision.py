@@ -12,7 +12,7 @@ with the real privileged context in float32: |delta| of the canonical -phi(u) on
 
 Settings: float32; bf16 mixed precision (float32 weights, bf16 autocast: what ``bf16=True``
 gives) and bf16 weights (the model loaded in bfloat16, ``bf16=True``), each with the log-probs
-from ``antisd.logprobs`` (``fast_logprobs=true``: the output layer in float32), from TRL's fused
+from ``antisd.lm.logprobs`` (``fast_logprobs=true``: the output layer in float32), from TRL's fused
 LM head in the compute dtype (``fast_logprobs=false``) and from TRL's head with
 ``cast_lm_head_to_fp32=true``.
 
@@ -41,8 +41,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import PrinterCallback  # noqa: E402
 
-from antisd.configio import parse_train_args  # noqa: E402
-from antisd.configio import RECIPES_DIR  # noqa: E402
+from antisd.cli.options import parse_train_args  # noqa: E402
+from antisd.cli.options import RECIPES_DIR  # noqa: E402
 
 RECIPE = RECIPES_DIR / "toy" / "antisd.yaml"
 EXACT_KEY = "bench_teacher_logps_float32"
@@ -54,18 +54,18 @@ class Setting:
     name: str
     bf16: bool  # TrainingArguments.bf16 (autocast)
     weights: str  # float32 | bfloat16
-    fast_logprobs: str  # "true": antisd.logprobs (float32 head); "false": TRL's fused head
+    fast_logprobs: str  # "true": antisd.lm.logprobs (float32 head); "false": TRL's fused head
     cast_head: bool  # cast_lm_head_to_fp32
     label: str
 
 
 SETTINGS = {s.name: s for s in [
-    Setting("fp32", False, "float32", "true", False, "float32, antisd.logprobs"),
+    Setting("fp32", False, "float32", "true", False, "float32, antisd.lm.logprobs"),
     Setting("fp32-trl", False, "float32", "false", False, "float32, TRL head"),
-    Setting("amp", True, "float32", "true", False, "bf16 mixed, antisd.logprobs (fp32 head)"),
+    Setting("amp", True, "float32", "true", False, "bf16 mixed, antisd.lm.logprobs (fp32 head)"),
     Setting("amp-trl", True, "float32", "false", False, "bf16 mixed, TRL head in bf16"),
     Setting("amp-trl-fp32", True, "float32", "false", True, "bf16 mixed, TRL head cast_lm_head_to_fp32"),
-    Setting("bf16", True, "bfloat16", "true", False, "bf16 weights, antisd.logprobs (fp32 head)"),
+    Setting("bf16", True, "bfloat16", "true", False, "bf16 weights, antisd.lm.logprobs (fp32 head)"),
     Setting("bf16-trl", True, "bfloat16", "false", False, "bf16 weights, TRL head in bf16"),
     Setting("bf16-trl-fp32", True, "bfloat16", "false", True, "bf16 weights, TRL head cast_lm_head_to_fp32"),
 ]}
@@ -85,10 +85,10 @@ def build_trainer(setting: Setting, args, out_dir: str, use_cpu: bool = True):
     """The toy recipe's AntiSDTrainer in ``setting`` (learning rate 0) and the model's path."""
     from transformers import AutoModelForCausalLM
 
-    from antisd.builtin import resolve_model
-    from antisd.sampling import load_tokenizer
-    from antisd.train import load_training_data, make_reward
-    from antisd.trainer import AntiSDTrainer
+    from antisd.toyworld.defaults import resolve_model
+    from antisd.lm.sampling import load_tokenizer
+    from antisd.trainer.run import load_training_data, make_reward
+    from antisd.trainer.core import AntiSDTrainer
 
     argv = ["--config", str(RECIPE), "--output_dir", out_dir, "--max_steps", str(args.steps),
             "--per_device_train_batch_size", str(8 * args.problems), "--learning_rate", "0", "--logging_steps", "1",
@@ -123,12 +123,12 @@ def own_prompt_contexts(trainer) -> None:
 def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
     """Wrap the trainer's log-prob passes (on the instance) so that every u the token term sees is also computed
     in float32 on the same rows: a float32 copy of the model (the same weights; bf16 weights upcast, so the
-    reference is that model's exact value) through ``antisd.logprobs`` without autocast. Records, per scored
+    reference is that model's exact value) through ``antisd.lm.logprobs`` without autocast. Records, per scored
     context token, u and delta as the trainer computed them and their float32 counterparts."""
     import copy
 
-    from antisd.logprobs import per_token_logps_and_entropies
-    from antisd.signals import token_signal
+    from antisd.lm.logprobs import per_token_logps_and_entropies
+    from antisd.method.signals import token_signal
 
     reference = copy.deepcopy(trainer.model).float().eval()
     temperature = trainer.temperature

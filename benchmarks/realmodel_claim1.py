@@ -6,7 +6,7 @@ GSM8K's worked solution and the correctness feedback in its prompt) into ``--out
 scored rollouts (``records.jsonl``) and computes mean u_t = log pi(y_t | x, c, y_<t) - log pi(y_t | x, y_<t)
 per token class, on all rollouts and split by correct / wrong, with 95% percentile intervals from
 2,000 resamples of whole rollouts (``antisd.pmi.bootstrap_ci``), and writes a PMI record
-(``antisd.records``) to ``--results/realmodel_claim1/<model>.json``.
+(``antisd.trainer.records``) to ``--results/realmodel_claim1/<model>.json``.
 
 Token classes (a token belongs to a word class when its text without surrounding whitespace is the word):
 
@@ -50,7 +50,7 @@ def pmi_argv(args: argparse.Namespace) -> list[str]:
 
 def gold_answers(dataset: str) -> dict[str, str]:
     """Problem id -> final answer, from the dataset file or a shipped preset name."""
-    from antisd.data import DataConfig, column_values, load_raw  # noqa: PLC0415 - keeps --help fast
+    from antisd.data.problems import DataConfig, column_values, load_raw  # noqa: PLC0415 - keeps --help fast
 
     raw = load_raw(DataConfig(dataset_name=dataset))
     ids, answers = column_values(raw, "id", "id_column"), column_values(raw, "answer", "answer_column")
@@ -180,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: PLC0415
 
-    from antisd.models import resolve_model  # noqa: PLC0415
+    from antisd.lm.names import resolve_model  # noqa: PLC0415
     from antisd.pmi.run import main as pmi_main  # noqa: PLC0415
-    from antisd.realmodel import read_manifest  # noqa: PLC0415
-    from antisd.records import make_pmi_record, write_record  # noqa: PLC0415
+    from antisd.lm.realmodel import read_manifest  # noqa: PLC0415
+    from antisd.trainer.records import make_pmi_record, write_record  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
     start = time.monotonic()

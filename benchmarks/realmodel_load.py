@@ -45,7 +45,7 @@ def load_once(folder: str, gguf: str | None) -> dict:
 
 
 def main() -> int:
-    from antisd.realmodel import SMOLLM2_135M, check_folder, converted_folder, fetch, wheel_gguf
+    from antisd.lm.realmodel import SMOLLM2_135M, check_folder, converted_folder, fetch, wheel_gguf
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=3)

@@ -6,7 +6,7 @@ docs/realmodel.md). Every run starts from the same base with one arm (below) and
 temperature 0.7 with at most ``--max_new_tokens`` tokens and the system prompt "Answer in one short sentence.",
 and measures held-out accuracy every ``--eval_every`` steps (``--eval_k`` samples of each of the 64 held-out
 problems, a fixed sampling seed: common random numbers across steps and arms; the global RNG is untouched).
-Each finished run writes its per-run record (``antisd.records``: settings and their hash, the base's weights
+Each finished run writes its per-run record (``antisd.trainer.records``: settings and their hash, the base's weights
 checksum, machine, the held-out curve with one bit per sample, gate / token-term / PMI / monitor summaries
 from the logged history) to ``--results/realmodel_pilot/<arm>-s<seed>.json``. Chunked and resumable like
 ``toy_robustness.py``: checkpoints every ``--save_steps``; a rerun skips finished runs and resumes the others.
@@ -37,7 +37,7 @@ ARMS: dict[str, list[str]] = {
 
 
 def heldout_problems(a) -> list[dict]:
-    from antisd.data import DataConfig, load_problems
+    from antisd.data.problems import DataConfig, load_problems
 
     ds = load_problems(DataConfig(dataset_name=a.eval_dataset, id_column="id", system_prompt=SYSTEM_PROMPT))
     return [{"problem_id": r["problem_id"], "prompt": r["prompt"], "answer": r["answer"]} for r in ds]
@@ -47,9 +47,9 @@ def make_eval_callback(run_dir: Path, problems: list[dict], a, resumed_step: int
     """A callback that scores the held-out problems at the start and every ``eval_every`` steps into curve.json."""
     from transformers import TrainerCallback
 
-    from antisd.checkpoints import atomic_write_json
+    from antisd.trainer.checkpoints import atomic_write_json
     from antisd.evaluate import EvalCallback
-    from antisd.records import pack_bits
+    from antisd.trainer.records import pack_bits
 
     curve_path = run_dir / "curve.json"
     curve = [p for p in (json.loads(curve_path.read_text()) if curve_path.exists() else []) if p["step"] <= resumed_step]
@@ -98,11 +98,11 @@ def train_argv(arm: str, seed: int, run_dir: Path, a, resume: str | None) -> lis
 
 
 def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
-    from antisd.checkpoints import atomic_write_json
-    from antisd.cli import build_train_args, run_train, train_inputs
-    from antisd.models import resolve_model
-    from antisd.records import base_identity, make_record, training_settings, write_record
-    from antisd.trainer import last_complete_checkpoint
+    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.cli.main import build_train_args, run_train, train_inputs
+    from antisd.lm.names import resolve_model
+    from antisd.trainer.records import base_identity, make_record, training_settings, write_record
+    from antisd.trainer.core import last_complete_checkpoint
 
     record_path = Path(a.results) / a.study / f"{arm}-s{seed}.json"
     run_dir = Path(a.out) / f"{arm}-s{seed}"

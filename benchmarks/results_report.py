@@ -4,7 +4,7 @@
     python benchmarks/results_report.py --check    # exit 1 (and a diff) when a section would change
 
 Every table between ``<!-- generated:NAME ... -->`` and ``<!-- /generated -->`` in the documents of
-``DOCS`` is written here from the records (``antisd.records``: one JSON per finished run, written by
+``DOCS`` is written here from the records (``antisd.trainer.records``: one JSON per finished run, written by
 ``benchmarks/toy_robustness.py`` into ``results/<study>/``); nothing in such a section is typed by hand,
 and ``tests/test_results_docs.py`` fails when a section does not equal what the records give.
 
@@ -64,7 +64,7 @@ def equation_clusters(n: int) -> tuple[int, ...]:
 
 
 def _bits(point: dict) -> list[int]:
-    from antisd.records import unpack_bits
+    from antisd.trainer.records import unpack_bits
 
     if not point.get("correct"):
         raise ValueError(f"curve point at step {point['step']} ({point['kind']}) has no per-problem bits")
@@ -413,7 +413,7 @@ def changed_sections(old: str, new: str) -> list[str]:
 
 def load_all(results: str | Path) -> list[dict]:
     """The training and PMI records under ``results`` (none when the folder does not exist)."""
-    from antisd.records import load_records
+    from antisd.trainer.records import load_records
 
     if not Path(results).exists():
         return []

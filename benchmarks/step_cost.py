@@ -56,10 +56,10 @@ import transformers  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback  # noqa: E402
 
-from antisd.config import AntiSDConfig  # noqa: E402
-from antisd.sampling import pad_prompts_and_completions  # noqa: E402
-from antisd.tiny import make_tiny_checkpoint  # noqa: E402
-from antisd.trainer import AntiSDTrainer  # noqa: E402
+from antisd.trainer.config import AntiSDConfig  # noqa: E402
+from antisd.lm.sampling import pad_prompts_and_completions  # noqa: E402
+from antisd.lm.tiny import make_tiny_checkpoint  # noqa: E402
+from antisd.trainer.core import AntiSDTrainer  # noqa: E402
 
 GIB = 2**30
 TRAINERS = ("GRPO", "AntiSD")
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model is not None:
-        from antisd.models import resolve_model
+        from antisd.lm.names import resolve_model
 
         args.model_dir = resolve_model(args.model, what="--model").path
         config = transformers.AutoConfig.from_pretrained(args.model_dir)

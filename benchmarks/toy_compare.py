@@ -32,8 +32,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from antisd.cli import build_train_args, run_train, train_inputs
-from antisd.builtin import TOY_TRAIN, default_train_argv, evaluate_toy_policy, resolve_builtins
+from antisd.cli.main import build_train_args, run_train, train_inputs
+from antisd.toyworld.defaults import TOY_TRAIN, default_train_argv, evaluate_toy_policy, resolve_builtins
 
 logger = logging.getLogger("toy_compare")
 

@@ -1,6 +1,6 @@
 """AntiSD vs GRPO on several toy base policies and seeds: robustness, mechanism, guards (issue 15).
 
-Every run is the main job's budget (400 steps x 16 problems x 8 rollouts, ``antisd.builtin.TOY_TRAIN``)
+Every run is the main job's budget (400 steps x 16 problems x 8 rollouts, ``antisd.toyworld.defaults.TOY_TRAIN``)
 with one *arm* (method / guard settings) on one *base policy* (a toy recipe, e.g. another SFT
 seed) and one RL seed. Held-out accuracy is measured on the base policy's held-out problems every
 ``--eval_every`` steps (``--eval_n`` problems, one sample each; the global RNG is untouched) and
@@ -9,11 +9,11 @@ read what the policy writes). Rollouts with per-token s, t, u and both entropies
 ``--dump_every`` generation batches. The pre-stated analysis is ``benchmarks/toy_robustness_report.py``.
 
 Chunked and resumable: each run writes ``checkpoint-N`` every ``--save_steps`` steps and
-``result.json`` when it ends, and its per-run record (``antisd.records``: settings and their hash, base
+``result.json`` when it ends, and its per-run record (``antisd.trainer.records``: settings and their hash, base
 checksum, machine, the held-out curve with one bit per problem, gate / token-term / PMI / monitor summaries)
 into ``--results/--study/<base>-<arm>-s<seed>.json``, from which ``benchmarks/results_report.py``
 regenerates the documented tables; a rerun skips finished runs and resumes the others from their newest
-complete checkpoint (``antisd.trainer.last_complete_checkpoint``), keeping the held-out curve up
+complete checkpoint (``antisd.trainer.core.last_complete_checkpoint``), keeping the held-out curve up
 to that step. One torch thread per run; ``--jobs`` runs at a time.
 
     python benchmarks/toy_robustness.py --out runs/robust --bases A=default B=default:seed=1 \\
@@ -96,9 +96,9 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
     import torch
     from transformers import TrainerCallback
 
-    from antisd.builtin import evaluate_toy_policy
-    from antisd.checkpoints import atomic_write_json
-    from antisd.records import pack_bits
+    from antisd.toyworld.defaults import evaluate_toy_policy
+    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.trainer.records import pack_bits
 
     curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
     curve = json.loads(curve_path.read_text()) if curve_path.exists() else []
@@ -139,10 +139,10 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
 
 
 def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
-    from antisd.builtin import TOY_TRAIN, default_train_argv, resolve_builtins
-    from antisd.checkpoints import atomic_write_json
-    from antisd.cli import build_train_args, run_train, train_inputs
-    from antisd.trainer import last_complete_checkpoint
+    from antisd.toyworld.defaults import TOY_TRAIN, default_train_argv, resolve_builtins
+    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.cli.main import build_train_args, run_train, train_inputs
+    from antisd.trainer.core import last_complete_checkpoint
 
     base_name = base_spec.partition("=")[0]
     run_dir = Path(a.out) / base_name / f"{arm}-s{seed}"
@@ -190,7 +190,7 @@ def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
 def heldout_sets(base: str, sizes: list[int]) -> dict[str, dict[str, int]]:
     """Rows, distinct prompts and distinct equations of the held-out evaluation sets of ``base`` (the problems
     ``evaluate_toy_policy`` scores: the first n of the held-out split, seed EVAL_SEED)."""
-    from antisd.records import heldout_description
+    from antisd.trainer.records import heldout_description
     from antisd.toyworld import make_problems
     from antisd.toyworld.base_policy import EVAL_SEED, ToyBaseConfig, load_build_info
 
@@ -204,8 +204,8 @@ def heldout_sets(base: str, sizes: list[int]) -> dict[str, dict[str, int]]:
 
 def write_run_record(a, base_spec: str, arm: str, seed: int, steps: int, config, data_cfg, base: str,
                      curve: list[dict], history: list[dict], seconds: float, resume: str | None) -> Path:
-    """The run's record (``antisd.records``) as ``<results>/<study>/<base>-<arm>-s<seed>.json``."""
-    from antisd.records import base_identity, make_record, training_settings, write_record
+    """The run's record (``antisd.trainer.records``) as ``<results>/<study>/<base>-<arm>-s<seed>.json``."""
+    from antisd.trainer.records import base_identity, make_record, training_settings, write_record
 
     base_name = base_spec.partition("=")[0]
     settings = {"train": training_settings(config), "dataset": Path(data_cfg.dataset_name).name,

@@ -13,8 +13,8 @@ median seconds per step and the speed-up over the first variant.
 Variants (flags on top of the built-in default):
     baseline   the main job as it was: transformers' generate, TRL's fused LM head, one full-batch pass
                for the loss and for the teacher
-    pruned     baseline + generation_prune_finished (antisd.pruned_generation: finished rows leave the batch)
-    fast       the main job now: pruned generation, antisd.logprobs (fast_logprobs), length-sorted
+    pruned     baseline + generation_prune_finished (antisd.lm.pruned_generation: finished rows leave the batch)
+    fast       the main job now: pruned generation, antisd.lm.logprobs (fast_logprobs), length-sorted
                chunks of 32 rows for the loss, the student and the teacher passes
     fast+lora  fast, training rank-16 LoRA adapters on every linear layer (recipes/toy/lora.yaml)
 """
@@ -44,7 +44,7 @@ _CALLS: dict[str, list[float]] = defaultdict(list)  # phase -> seconds of each c
 
 def _clock_phases() -> None:
     """Wrap the trainer methods of ``PHASES`` (class level, this benchmark process only) with a clock."""
-    from antisd.trainer import AntiSDTrainer
+    from antisd.trainer.core import AntiSDTrainer
 
     for method, phase in PHASES.items():
         fn = getattr(AntiSDTrainer, method)
@@ -62,8 +62,8 @@ def _clock_phases() -> None:
 def run_variant(name: str, steps: int, base_args: list[str]) -> dict[str, float]:
     from transformers import TrainerCallback
 
-    from antisd.builtin import resolve_builtins
-    from antisd.cli import build_train_args, run_train, train_inputs
+    from antisd.toyworld.defaults import resolve_builtins
+    from antisd.cli.main import build_train_args, run_train, train_inputs
 
     argv = base_args + VARIANTS[name] + ["--max_steps", str(steps), "--save_strategy", "no", "--report_to", "none",
                                          "--logging_steps", "1", "--disable_tqdm", "true",
@@ -93,7 +93,7 @@ def run_variant(name: str, steps: int, base_args: list[str]) -> dict[str, float]
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from antisd.builtin import default_train_argv
+    from antisd.toyworld.defaults import default_train_argv
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["baseline", "fast"], choices=list(VARIANTS))

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-# ---- tiny local model (antisd.tiny) --------------------------------------------------------
+# ---- tiny local model (antisd.lm.tiny) --------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Load it by path (AutoModelForCausalLM/AutoTokenizer.from_pretrained), as TRL needs.
     """
-    from antisd.tiny import make_tiny_checkpoint
+    from antisd.lm.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_qwen3"), seed=0)
 
@@ -38,3 +38,21 @@ def tiny_tokenizer(tiny_model_path: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+# ---- code execution (antisd.rewards.code): one executor per session, a private expected-output cache ----
+
+
+@pytest.fixture(scope="session")
+def executor():
+    """A LocalExecutor: bwrap where it works here, else the logged fallback (tests needing isolation skip then)."""
+    from antisd.rewards.code.sandbox import LocalExecutor
+
+    return LocalExecutor("auto")
+
+
+@pytest.fixture(scope="session")
+def harness_config(tmp_path_factory: pytest.TempPathFactory):
+    from antisd.rewards.code.harness import HarnessConfig
+
+    return HarnessConfig(cache_dir=str(tmp_path_factory.mktemp("code_cache")))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from antisd.mathdata import MATH_FILES
+from antisd.data.shipped import MATH_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_FILES = ("humaneval_plus", "mbpp_plus", "mbpp_train")
@@ -52,7 +52,7 @@ def test_an_installed_wheel_finds_recipes_and_data_from_any_folder(wheel, tmp_pa
                     str(wheel)], check=True, capture_output=True)
     script = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "import antisd, antisd.configio as c, antisd.builtin as b, antisd.mathdata as m\n"
+        "import antisd, antisd.cli.options as c, antisd.toyworld.defaults as b, antisd.data.shipped as m\n"
         "assert antisd.__file__.startswith(sys.argv[1]), antisd.__file__\n"
         "assert str(c.RECIPES_DIR).startswith(sys.argv[1]) and c.list_recipes()[0]\n"
         "assert b.TOY_TRAIN['model_name_or_path'] == 'toyworld'\n"
@@ -80,7 +80,7 @@ def test_no_code_doc_or_recipe_points_outside_the_repository():
 
 
 def test_help_texts_name_no_path_of_this_machine(capsys):
-    from antisd.cli import main
+    from antisd.cli.main import main
     from antisd.evaluate.config import build_parser as eval_parser
     from antisd.pmi.config import build_parser as pmi_parser
 

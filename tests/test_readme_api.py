@@ -1,4 +1,4 @@
-"""The README's Python block runs verbatim: a tiny local model (antisd.tiny) saved as the folder
+"""The README's Python block runs verbatim: a tiny local model (antisd.lm.tiny) saved as the folder
 it names, a problems.jsonl beside it, two AntiSD steps on this machine's precision."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_the_readme_has_one_python_block_that_uses_the_public_api():
 
 
 def test_the_readme_python_block_runs_verbatim(tmp_path, monkeypatch):
-    from antisd.tiny import make_tiny_checkpoint
+    from antisd.lm.tiny import make_tiny_checkpoint
 
     (block,) = python_blocks()
     model = re.search(r'^model = "([^"]+)"', block, flags=re.MULTILINE).group(1)
@@ -35,7 +35,7 @@ def test_the_readme_python_block_runs_verbatim(tmp_path, monkeypatch):
     exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - the documented snippet, as a user runs it
     trainer = namespace["trainer"]
     assert trainer.state.global_step == trainer.args.max_steps == 2
-    assert trainer.args.bf16 is __import__("antisd.config", fromlist=["x"]).machine_supports_bf16()
+    assert trainer.args.bf16 is __import__("antisd.trainer.config", fromlist=["x"]).machine_supports_bf16()
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert [h["step"] for h in logged] == [1, 2] and all("reward" in h for h in logged)
 
@@ -43,7 +43,7 @@ def test_the_readme_python_block_runs_verbatim(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_readme_python_block_runs_with_the_shipped_toy_model(tmp_path, monkeypatch):
     """The same block with the built-in toy model (issue 26; its shipped folder is the same model:
-    tests/test_model_names.py): its chat template and teacher context come with it, so trainer.train() runs
+    tests/lm/test_names.py): its chat template and teacher context come with it, so trainer.train() runs
     (one step here, ~35 s on 2 busy cores)."""
     (block,) = python_blocks()
     block = re.sub(r'^model = "[^"]+"', 'model = "toyworld"', block, flags=re.MULTILINE).replace("max_steps=2",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from antisd.cli import build_train_args, train_inputs
+from antisd.cli.main import build_train_args, train_inputs
 from bench_helpers import load_benchmark
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from antisd.records import load_records, make_record, pack_bits, write_record
+from antisd.trainer.records import load_records, make_record, pack_bits, write_record
 from bench_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_verdicts_follow_the_pre_stated_rules(rep):
 
 
 def test_claim1_pmi_section_applies_the_pre_stated_rule(rep):
-    from antisd.records import make_pmi_record
+    from antisd.trainer.records import make_pmi_record
 
     def pmi(name, d, c):
         rec = make_pmi_record(study="claim1_pmi", run=name, settings={}, base={"name": name, "sha256": "1" * 64},
@@ -151,7 +151,7 @@ def test_realmodel_claim1_classes_intervals_rule_and_section(rep, tmp_path, monk
     cluster-bootstrap intervals, the pre-stated rule, and the generated section."""
     import json
 
-    from antisd.records import make_pmi_record
+    from antisd.trainer.records import make_pmi_record
 
     claim1 = load_benchmark("realmodel_claim1")
     assert claim1.classify([" Wait", ",", " 1", "2", " is", " 1", "2", "0", " So"], "12") == [

@@ -7,8 +7,8 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from antisd.config import AntiSDConfig
-from antisd.trainer import AntiSDTrainer
+from antisd.trainer.config import AntiSDConfig
+from antisd.trainer.core import AntiSDTrainer
 
 
 def toy_rows(n: int = 16) -> list[dict]:
@@ -54,7 +54,7 @@ def teacher_and_student_on_the_same_prompt(tr, batch):
     too_long), each (B, T) but too_long (B,). Alignment demands u = t - s = 0 everywhere."""
     from trl import GRPOTrainer
 
-    from antisd.context import TeacherContext
+    from antisd.method.context import TeacherContext
 
     tr.model.train()
     out = GRPOTrainer._generate_and_score_completions(tr, batch)

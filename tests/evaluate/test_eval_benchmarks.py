@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import antisd.evaluate as ev
-from antisd.data import DEFAULT_SYSTEM_PROMPT
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate import PRESETS, Benchmark, EvalConfig, EvalError, load_benchmark, parse_benchmark, preset_benchmark
 
 from eval_helpers import SHARED, write_jsonl
@@ -64,7 +64,7 @@ def test_presets_read_the_data_dir_when_the_file_is_there(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_real_benchmark_files_load_with_ids_answers_and_prompts(name):
-    from antisd.mathdata import read_rows
+    from antisd.data.shipped import read_rows
 
     bench = preset_benchmark(name)
     ds = load_benchmark(bench, limit=3)

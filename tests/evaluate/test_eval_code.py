@@ -8,7 +8,7 @@ import json
 import pytest
 
 import antisd.evaluate.code as evcode
-from antisd.code import load_tasks
+from antisd.rewards.code import load_tasks
 from antisd.evaluate import EvalConfig, EvalError, main, parse_benchmark, run_eval
 from antisd.evaluate.generation import Sample
 

@@ -65,7 +65,7 @@ def test_config_file_values_and_env(tiny_model_path, tmp_path, monkeypatch):
 
 
 def test_models_are_checked_before_anything_is_written(tmp_path, capsys):
-    """The command checks every model (antisd.validate.check_model); EvalConfig in Python does not load them."""
+    """The command checks every model (antisd.cli.validate.check_model); EvalConfig in Python does not load them."""
     out = tmp_path / "out"
     assert main(["--models", "good=" + str(tmp_path / "missing"), "--benchmarks", "aime24", "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err

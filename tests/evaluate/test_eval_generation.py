@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import antisd.evaluate as ev
-from antisd.data import DEFAULT_SYSTEM_PROMPT
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate import EvalError
 from antisd.evaluate.generation import SeededSampler
 

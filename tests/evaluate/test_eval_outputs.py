@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from antisd.cli import main as antisd_main
+from antisd.cli.main import main as antisd_main
 from antisd.evaluate import read_records
 from antisd.evaluate.summary import pass_at_k_figure
 

@@ -99,7 +99,7 @@ def test_cli_runs_and_rescores(tiny_model_path, toy_data, tmp_path, capsys):
     assert main(["--models", str(tiny_model_path), "--benchmarks", spec, "--k", "1", "--limit", "1",
                  "--max_new_tokens", "2", "--output_dir", str(out), "--show_progress", "false", "--plot", "false"]) == 0
     assert "| toy | 1 | 1 |" in capsys.readouterr().out
-    from antisd.cli import main as antisd_main
+    from antisd.cli.main import main as antisd_main
 
     assert antisd_main(["eval", "--rescore", "--output-dir", str(out), "--plot", "false"]) == 0
 
@@ -145,7 +145,7 @@ def test_an_id_column_that_repeats_an_id_is_refused(tiny_model_path, tmp_path, c
     code = main(["--models", f"m={tiny_model_path}", "--benchmarks", f"d={data}", "--output_dir", str(tmp_path / "o"),
                  "--show_progress", "false", "--plot", "false"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "'q0'" in err  # antisd.data's row check, or the one below
+    assert code == 2 and err.count("\n") == 1 and "'q0'" in err  # antisd.data.problems's row check, or the one below
     problems = [{"problem_id": pid, "prompt": "x", "answer": "1"} for pid in ("a", "b", "a")]
     with pytest.raises(EvalError, match="benchmark d: id 'a' .* is used by more than one row"):
         distinct_problem_ids(problems, ev.Benchmark("d", "d.jsonl", id_column="id"))

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from antisd.context import ContextConfig, build_teacher_contexts
+from antisd.method.context import ContextConfig, build_teacher_contexts
 from antisd.pmi import Rollout, SkipLog, aggregate, compute_pmi
 
 from .helpers import chat, make_rollouts, naive_completion_logps

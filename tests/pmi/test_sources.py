@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from antisd.context import ContextConfig
-from antisd.data import DataConfig
+from antisd.method.context import ContextConfig
+from antisd.data.problems import DataConfig
 from antisd.pmi import SkipLog, read_rollouts, sample_rollouts
 from antisd.pmi.compute import tokenize_prompt
-from antisd.sampling import eos_token_ids, generate_completions
+from antisd.lm.sampling import eos_token_ids, generate_completions
 
 from .helpers import chat
 

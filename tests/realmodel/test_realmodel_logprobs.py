@@ -1,4 +1,4 @@
-"""``antisd.logprobs`` on a real model (vocab 49,152, tied output layer, grouped-query attention): the chunked
+"""``antisd.lm.logprobs`` on a real model (vocab 49,152, tied output layer, grouped-query attention): the chunked
 kernel on a left-padded float32 batch equals a plain float64 forward of each sequence alone.
 
 Tolerance: float32 against float64 through 30 layers; measured on these rows, the largest difference was
@@ -11,8 +11,8 @@ import copy
 import pytest
 import torch
 
-from antisd.logprobs import naive_logps_and_entropies, per_token_logps_and_entropies
-from antisd.sampling import pad_prompts_and_completions
+from antisd.lm.logprobs import naive_logps_and_entropies, per_token_logps_and_entropies
+from antisd.lm.sampling import pad_prompts_and_completions
 
 MAX_ABS = 5e-4
 MEAN_ABS = 5e-5

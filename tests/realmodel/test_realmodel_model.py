@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from antisd.realmodel import MANIFEST, SMOLLM2_135M, check_folder, main, read_manifest, sha256_file, wheel_gguf
+from antisd.lm.realmodel import MANIFEST, SMOLLM2_135M, check_folder, main, read_manifest, sha256_file, wheel_gguf
 
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -82,7 +82,7 @@ def test_model_commands(smollm2_path, capsys, tmp_path):
 
 @pytest.mark.parametrize("name", ["smollm2-135m", "SmolLM2-135M-Instruct", "smollm2"])
 def test_the_builtin_name_resolves_to_the_converted_folder(smollm2_path, name):
-    from antisd.realmodel import resolve_model_name
+    from antisd.lm.realmodel import resolve_model_name
 
     assert resolve_model_name(name) == str(smollm2_path)
     assert resolve_model_name("Qwen/Qwen3-0.6B") is None and resolve_model_name(str(smollm2_path)) is None
@@ -90,7 +90,7 @@ def test_the_builtin_name_resolves_to_the_converted_folder(smollm2_path, name):
 
 def test_the_wheels_gguf_path_resolves_to_the_same_folder(smollm2_path):
     """A .gguf path is converted into the cache; the wheel's own file is the built-in model: no second copy."""
-    from antisd.realmodel import resolve_model_name
+    from antisd.lm.realmodel import resolve_model_name
 
     assert resolve_model_name(str(wheel_gguf())) == str(smollm2_path)
     assert not list(smollm2_path.parent.glob("gguf-*"))

@@ -16,8 +16,8 @@ import torch
 from datasets import Dataset
 from trl import GRPOTrainer
 
-from antisd.context import ContextConfig, TeacherContext, build_teacher_contexts
-from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig, make_prompt
+from antisd.method.context import ContextConfig, TeacherContext, build_teacher_contexts
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT, DataConfig, make_prompt
 
 from trainer_helpers import make_trainer, teacher_and_student_on_the_same_prompt
 

@@ -7,7 +7,7 @@ import pytest
 
 import logging
 
-from antisd.mathdata import read_rows
+from antisd.data.shipped import read_rows
 from antisd.rewards import MathReward, Outcome, RewardStats, completion_text, gold_parses, math_reward
 
 

@@ -58,7 +58,7 @@ def test_pick_num_threads(monkeypatch):
 
 
 def _reference_model(config, tokenizer):
-    """The toy model as base_policy built it before it used antisd.tiny: Qwen3Config from the
+    """The toy model as base_policy built it before it used antisd.lm.tiny: Qwen3Config from the
     recipe, weights drawn after manual_seed(config.seed), a sampling generation config."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM

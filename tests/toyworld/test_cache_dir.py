@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from antisd.builtin import toy_dataset_file
+from antisd.toyworld.defaults import toy_dataset_file
 from antisd.toyworld import base_policy as bp
 
 

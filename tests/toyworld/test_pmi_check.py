@@ -40,7 +40,7 @@ def test_completion_logps_pmi_is_zero_without_context_and_padding_free(tiny_poli
 
 
 def test_pmi_check_runs_on_the_tiny_policy(tiny_policy):
-    pytest.importorskip("antisd.context")
+    pytest.importorskip("antisd.method.context")
     from antisd.toyworld.pmi_check import format_table, run_pmi_check
 
     _, _, path = tiny_policy

@@ -55,7 +55,7 @@ def test_show_target_knob():
 
 
 def test_teacher_prompts_match_the_context_module():
-    from antisd.context import build_teacher_contexts, render_prompt
+    from antisd.method.context import build_teacher_contexts, render_prompt
 
     from antisd.toyworld.traces import toy_context_config
 

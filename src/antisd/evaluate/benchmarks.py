@@ -1,13 +1,13 @@
 """Benchmarks: the presets, ``NAME=SOURCE?key=value`` specs, and loading their problems.
 
-A preset (``aime24``, ``math500``, ...) reads the copy shipped with antisd (``antisd.mathdata``;
+A preset (``aime24``, ``math500``, ...) reads the copy shipped with antisd (``antisd.data.shipped``;
 provenance in ``antisd/resources/data/SOURCES.md``), offline and from any folder, unless
 ``data_dir`` (``$ANTISD_DATA_DIR``) holds a file of the same name (``aime2024.jsonl`` or
 ``.jsonl.gz``). The hub datasets the presets were built from stay reachable as
 ``NAME=HUB_NAME?like=PRESET`` (the preset's hub columns).
 
 The code presets ``humaneval_plus`` and ``mbpp_plus`` (``CODE_PRESETS``; ``kind="code"``) read the
-EvalPlus data shipped with antisd (``antisd.code.data``) and are run by ``antisd.evaluate.code``;
+EvalPlus data shipped with antisd (``antisd.data.code_benchmarks``) and are run by ``antisd.evaluate.code``;
 their only option is ``k`` (``mbpp_plus?k=4``).
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig, DataError, Rows, load_raw, map_problems
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT, DataConfig, DataError, Rows, load_raw, map_problems
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -55,7 +55,7 @@ class Benchmark:
 @dataclass(frozen=True)
 class Preset:
     hub: Benchmark  # the usual hub dataset and its columns (NAME=HUB_NAME?like=PRESET)
-    data: str  # the shipped file (an antisd.mathdata name): columns id, problem, answer[, solution]
+    data: str  # the shipped file (an antisd.data.shipped name): columns id, problem, answer[, solution]
 
 
 PRESETS: dict[str, Preset] = {
@@ -77,7 +77,7 @@ CODE_PRESETS: dict[str, Benchmark] = {
     name: Benchmark(name, name, "train", id_column="task_id", solution_column=None, k=10, kind="code")
     for name in ("humaneval_plus", "mbpp_plus")
 }
-"""EvalPlus's HumanEval+ and MBPP+ (antisd.code.data; pass@1 and pass@k, base and base+plus tests)."""
+"""EvalPlus's HumanEval+ and MBPP+ (antisd.data.code_benchmarks; pass@1 and pass@k, base and base+plus tests)."""
 
 _SPEC_KEYS = {"problem": "problem_column", "answer": "answer_column", "id": "id_column",
               "solution": "solution_column", "split": "split", "config": "config", "k": "k",
@@ -168,7 +168,7 @@ def gsm8k_final_answer(text: Any) -> str | None:
 def load_benchmark(bench: Benchmark, *, limit: int | None = None, prompt_format: str = "chat",
                    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> Any:
     """Canonical columns (prompt, answer, solution, problem_id) of the first `limit` problems,
-    validated by ``antisd.data`` (file order, no shuffle)."""
+    validated by ``antisd.data.problems`` (file order, no shuffle)."""
     dcfg = DataConfig(
         dataset_name=bench.source, dataset_config=bench.config, dataset_split=bench.split,
         problem_column=bench.problem_column, answer_column=bench.answer_column,

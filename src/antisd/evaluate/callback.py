@@ -30,7 +30,7 @@ class EvalCallback(TrainerCallback):
     ``generate``, with synced GPUs); only the main process's integrations report.
 
     `problems`: rows with ``prompt`` (chat messages or text), ``answer`` and ``problem_id``, e.g.
-    ``load_benchmark(...)`` or ``antisd.data.load_problems(...)``. The same seeds are used at
+    ``load_benchmark(...)`` or ``antisd.data.problems.load_problems(...)``. The same seeds are used at
     every evaluation (common random numbers), so step-to-step changes are not sampling noise.
     """
 

@@ -1,14 +1,14 @@
 """Code benchmarks of ``antisd eval``: HumanEval+ and MBPP+ (EvalPlus), sampled from a model or read
-from an EvalPlus samples file, and scored by running every program in the sandbox (``antisd.code``).
+from an EvalPlus samples file, and scored by running every program in the sandbox (``antisd.rewards.code``).
 
 Presets ``humaneval_plus`` and ``mbpp_plus`` (``antisd.evaluate.benchmarks.CODE_PRESETS``, k = 10
 samples per task by default). For each model, k samples per task are drawn with the same generators
 and per-sample seeds as the maths presets (``antisd.evaluate.generation``): chat prompts are
-EvalPlus's instruction and the task prompt in a fenced block (``antisd.code.dataset.chat_task_text``;
+EvalPlus's instruction and the task prompt in a fenced block (``antisd.data.code_problems.chat_task_text``;
 the maths default system prompt is not used), and a sample's program is the last fenced python block
 of its completion; plain prompts are the task prompt, and the program is the prompt + the completion
 (EvalPlus's completion style). Each program runs on the base and the plus tests
-(``antisd.code.score_samples``). ``output_dir`` gets
+(``antisd.rewards.code.score_samples``). ``output_dir`` gets
 
     code/<model>__<benchmark>.samples.jsonl        EvalPlus's samples format (task_id, solution) plus
                                                    sample_index, raw_completion, extraction, n_tokens,
@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antisd.code import CodeScorer, CodeTask, SamplesReport, extract_code, load_tasks, score_samples
-from antisd.code.dataset import chat_task_text
-from antisd.code.extract import EXTRACTED
-from antisd.code.score import make_executor
-from antisd.data import DEFAULT_SYSTEM_PROMPT
+from antisd.rewards.code import CodeScorer, CodeTask, SamplesReport, extract_code, load_tasks, score_samples
+from antisd.data.code_problems import chat_task_text
+from antisd.rewards.code.extract import EXTRACTED
+from antisd.rewards.code.score import make_executor
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate.benchmarks import Benchmark, EvalError
 from antisd.evaluate.generation import _draw, load_tokenizer, make_generator, release_generator
 from antisd.evaluate.results import _write_atomic, _write_jsonl, append_records, fingerprint, prepare_results

@@ -1,5 +1,5 @@
 """EvalConfig (what to evaluate, how to sample, where to write) and its command line
-(``antisd.configio.DataclassParser``, like ``antisd train`` and ``antisd pmi``).
+(``antisd.cli.options.DataclassParser``, like ``antisd train`` and ``antisd pmi``).
 
 Imports only ``antisd.evaluate.benchmarks`` of this package: generation, results and the run
 take an ``EvalConfig``, so it sits below them. Whether ``backend="vllm"`` can run (vllm and a
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.configio import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
-from antisd.data import DEFAULT_SYSTEM_PROMPT
+from antisd.cli.options import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
+from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
 from antisd.evaluate.benchmarks import (
     CODE_PRESETS,
     DATA_DIR_ENV,
@@ -28,8 +28,8 @@ from antisd.evaluate.benchmarks import (
     EvalError,
     parse_benchmark,
 )
-from antisd.models import builtin_model_path, resolve_model, toy_settings
-from antisd.validate import InputError, read_utf8
+from antisd.lm.names import builtin_model_path, resolve_model, toy_settings
+from antisd.cli.validate import InputError, read_utf8
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -182,7 +182,7 @@ def model_label(spec: str) -> tuple[str, str]:
     path = path.strip()
     if not path:
         raise ValueError(f"model {spec!r}: give a path or hub name after '='")
-    builtin = builtin_model_path(path, what=f"models ({label})")  # toyworld, smollm2-135m, a .gguf (antisd.models)
+    builtin = builtin_model_path(path, what=f"models ({label})")  # toyworld, smollm2-135m, a .gguf (antisd.lm.names)
     if builtin is not None:
         return label, builtin
     local = Path(path).expanduser()
@@ -205,7 +205,7 @@ def build_parser() -> DataclassParser:
 
 
 def check_models(cfg: EvalConfig) -> None:
-    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.models.resolve_model``: a built-in
+    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.lm.names.resolve_model``: a built-in
     name, a local folder or a hub id; an unknown name fails at once); raises EvalError (one line) before
     anything is written. When every model is the toy model, a ``max_new_tokens`` left at its default (far
     beyond the 512 positions the toy model has) becomes the toy model's response budget (logged)."""

@@ -24,7 +24,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from antisd.evaluate.benchmarks import EvalError
 from antisd.evaluate.results import check_gold, score_completion
-from antisd.sampling import (
+from antisd.lm.sampling import (
     Completion,
     eos_token_ids,
     generate_completions,
@@ -110,7 +110,7 @@ class SeededSampler(LogitsProcessor):
 
 
 class TransformersGenerator:
-    """Batched ``model.generate`` (``antisd.sampling.generate_completions``); each sample drawn from its own
+    """Batched ``model.generate`` (``antisd.lm.sampling.generate_completions``); each sample drawn from its own
     seeded stream (``SeededSampler``), global RNG untouched."""
 
     def __init__(self, model: Any, tokenizer: Any, *, temperature: float, top_p: float, top_k: int,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antisd.data import DataConfig, DataError, load_raw
+from antisd.data.problems import DataConfig, DataError, load_raw
 from antisd.evaluate.benchmarks import Benchmark, EvalError, load_benchmark
 from antisd.evaluate.code import is_code_benchmark, run_code_benchmarks, score_samples_file
 from antisd.evaluate.config import EvalConfig, parse_args
@@ -39,9 +39,9 @@ from antisd.evaluate.results import (
     score_results,
 )
 from antisd.evaluate.summary import format_markdown, plot_pass_at_k, summarize, write_summary
-from antisd.interrupt import install as install_sigint
-from antisd.interrupt import interrupted
-from antisd.validate import InputError, check_output_dir, one_line
+from antisd.cli.interrupt import install as install_sigint
+from antisd.cli.interrupt import interrupted
+from antisd.cli.validate import InputError, check_output_dir, one_line
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -136,7 +136,7 @@ def _existing(path: Path, k: int) -> set[str]:
 
 def check_chat_templates(cfg: EvalConfig) -> None:
     """With chat prompts, every model's tokenizer needs a chat template (the toy model's is supplied:
-    ``antisd.models``); raises EvalError (one line) before any settings file or sample is written."""
+    ``antisd.lm.names``); raises EvalError (one line) before any settings file or sample is written."""
     if cfg.prompt_format != "chat":
         return
     for label, path in cfg.model_specs():

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antisd.metrics import avg_at_k, mean_over_benchmarks, pass_at_k_table
+from antisd.method.passk import avg_at_k, mean_over_benchmarks, pass_at_k_table
 from antisd.rewards import Outcome
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package

@@ -18,10 +18,10 @@ and ``response_mask`` (B, T); after the actor's ``compute_log_prob`` it also has
    ``responses`` because the response block is the same;
 3. ``VerlGate.update(...)``: the gate on the global batch (the driver sees all of it);
 4. ``antisd_advantages(...)``: from the batch fields to A_{i,t} (Eq. 1, 3-6, 10-11 through
-   ``antisd.advantages.token_level_advantages``), written back as ``advantages`` before
+   ``antisd.method.advantages.token_level_advantages``), written back as ``advantages`` before
    ``update_actor``; verl's policy loss takes (B, T) advantages as they are.
 
-Pure torch; no verl import (tests/test_verl.py runs verl's own padding utilities and GRPO
+Pure torch; no verl import (tests/integrations/test_verl.py runs verl's own padding utilities and GRPO
 estimator against these when verl is installed).
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from antisd.advantages import token_level_advantages, token_term_statistics
-from antisd.gate import SchmittGate, make_gate
+from antisd.method.advantages import token_level_advantages, token_term_statistics
+from antisd.method.gate import SchmittGate, make_gate
 
 # verl batch keys this module reads (besides verl's own) and writes
 TEACHER_LOGPS = "teacher_log_probs"  # (B, T) float32: the teacher's compute_log_prob output, renamed

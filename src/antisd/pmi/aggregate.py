@@ -34,7 +34,7 @@ import numpy as np
 
 from antisd.pmi.compute import PMIRecord
 
-# Same words as antisd.config.DELIBERATION_WORDS (not imported: that module imports TRL).
+# Same words as antisd.trainer.config.DELIBERATION_WORDS (not imported: that module imports TRL).
 DELIBERATION_WORDS = ("Wait", "Let", "Maybe", "Alternatively", "Hmm", "But")
 CONNECTIVE_WORDS = ("So", "Therefore", "Thus", "Hence", "Then", "Now", "Next", "Finally", "First", "Since",
                     "Because", "so", "therefore", "thus", "hence", "then")

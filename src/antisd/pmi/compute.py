@@ -11,7 +11,7 @@ tokenized once and those ids serve both passes. Prompts are tokenized as TRL 1.1
 GRPOTrainer does (``apply_chat_template(add_generation_prompt=True)`` for chat prompts, the
 tokenizer's ``__call__`` for plain strings). Log-probs use logits / temperature, as TRL does.
 
-Per-token values come from ``antisd.logprobs.per_token_logps_and_entropies`` (left-padded
+Per-token values come from ``antisd.lm.logprobs.per_token_logps_and_entropies`` (left-padded
 prompts, right-padded completions, chunked over the vocabulary). The telescoping check
 recomputes log pi(y | x) and log pi(y | x, c) independently: one unpadded sequence, the model's
 full logits, float64 log-softmax, summed over the completion; then sum_t u_t must equal
@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from antisd.context import ContextConfig, build_teacher_contexts
-from antisd.modeling import model_device
-from antisd.sampling import pad_prompts_and_completions, pad_token_id
+from antisd.method.context import ContextConfig, build_teacher_contexts
+from antisd.lm.plumbing import model_device
+from antisd.lm.sampling import pad_prompts_and_completions, pad_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def score_completions(
 
     One batch; returns one (logps (T_i,), entropy (T_i,)) pair of float32 CPU tensors per row.
     """
-    from antisd.logprobs import per_token_logps_and_entropies
+    from antisd.lm.logprobs import per_token_logps_and_entropies
 
     device = model_device(model)
     ids, mask, t_len = pad_prompts_and_completions(prompts, completions, pad_id, device)  # (B, P+T), (B, P+T)

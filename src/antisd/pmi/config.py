@@ -1,13 +1,13 @@
 """``PMIConfig``: what ``antisd pmi`` reads, samples, scores and writes (one help string per field),
-and its command line (``antisd.configio.DataclassParser``, like ``antisd train`` and ``antisd eval``).
+and its command line (``antisd.cli.options.DataclassParser``, like ``antisd train`` and ``antisd eval``).
 
 Fields left at ``None`` are filled, in this order, from the training YAML given as ``config``
 (the keys of ``AntiSDConfig``/``DataConfig``/``ModelArgs`` that matter here; every other key of
-the file is ignored), then, when the model is the toy model (``antisd.models``), from its settings,
+the file is ignored), then, when the model is the toy model (``antisd.lm.names``), from its settings,
 and then from the built-in defaults. ``--rollouts`` of a training run's dump without ``--config``
 reads that run's ``antisd_run.yaml``; without ``--model`` (and ``--use_stored_logps``) the run's
 final model, else its newest checkpoint, else its base model scores them. The privileged context (the fields of
-``antisd.context.ContextFields``: template, feedback strings, solution sources, sibling format,
+``antisd.method.context.ContextFields``: template, feedback strings, solution sources, sibling format,
 answer line, solution length, think stripping, correct threshold) therefore defaults to exactly
 what training used.
 """
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.configio import CliError, DataclassParser, config_path, parse_with_configs, read_yaml
-from antisd.context import CONTEXT_FIELDS, ContextOverrides
-from antisd.models import names_toy_model, toy_settings
+from antisd.cli.options import CliError, DataclassParser, config_path, parse_with_configs, read_yaml
+from antisd.method.context import CONTEXT_FIELDS, ContextOverrides
+from antisd.lm.names import names_toy_model, toy_settings
 
 logger = logging.getLogger(__name__)
 RUN_FILE = "antisd_run.yaml"  # the settings antisd train writes into its output folder
@@ -81,7 +81,7 @@ def run_of_rollouts(path: str | Path) -> Path | None:
 def run_model(run_dir: Path) -> str | None:
     """A run's final model (saved in its output folder when training finished), else its newest complete
     checkpoint, else None (the run's base model, from its ``antisd_run.yaml``, then applies)."""
-    from antisd.checkpoints import last_complete_checkpoint
+    from antisd.trainer.checkpoints import last_complete_checkpoint
 
     if any((run_dir / f).is_file() for f in ("config.json", "adapter_config.json")):
         return str(run_dir)
@@ -101,23 +101,23 @@ def read_training_yaml(path: str | Path) -> dict[str, Any]:
 @dataclass
 class PMIConfig(ContextOverrides):
     """Options of ``antisd pmi`` (``antisd.pmi.main``); the privileged-context options are
-    ``ContextOverrides`` (default: --config, else antisd.context's defaults)."""
+    ``ContextOverrides`` (default: --config, else antisd.method.context's defaults)."""
 
     # ------------------------------------------------------------------ inputs
     model: str | None = field(default=None, metadata={"help": "Hub name or local path of the causal LM (student and teacher are the same weights). Default: model_name_or_path of --config."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer path or name (default: the model's)."})
     rollouts: str | None = field(default=None, metadata={"help": "Read rollouts from this .jsonl/.parquet file: the trainer's <output_dir>/rollouts/rollouts.jsonl (completion_ids, teacher_prompt, reward) or rows with prompt (or problem), completion and answer/solution/reward."})
-    dataset: str | None = field(default=None, metadata={"help": "Sample rollouts on these problems: hub name or local .jsonl/.json/.parquet/.csv (antisd.data). Default: dataset_name of --config when --rollouts is not given."})
+    dataset: str | None = field(default=None, metadata={"help": "Sample rollouts on these problems: hub name or local .jsonl/.json/.parquet/.csv (antisd.data.problems). Default: dataset_name of --config when --rollouts is not given."})
     config: str | None = field(default=None, metadata={"help": "Training YAML: its context keys (teacher_template, feedback_*, solution_sources, sibling_format, answer_template, ...) and data/model keys fill every option left unset."})
     output_dir: str = field(default="pmi_out", metadata={"help": "Folder for the report, tables, HTML traces and PNG figures."})
-    # ------------------------------------------------------------------ data (antisd.data.DataConfig)
+    # ------------------------------------------------------------------ data (antisd.data.problems.DataConfig)
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     dataset_split: str | None = field(default=None, metadata={"help": "Dataset split (default train; local files have only train)."})
     problem_column: str | None = field(default=None, metadata={"help": "Column with the problem text (default problem)."})
     answer_column: str | None = field(default=None, metadata={"help": "Column with the final answer (default answer)."})
     solution_column: str | None = field(default=None, metadata={"help": "Column with worked solutions (default solution; may be absent: the teacher then sees a sibling or the answer line)."})
     id_column: str | None = field(default=None, metadata={"help": "Column with a problem id (default: a hash of the problem)."})
-    system_prompt: str | None = field(default=None, metadata={"help": "System message of chat prompts (default antisd.data's)."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System message of chat prompts (default antisd.data.problems's)."})
     prompt_format: Literal["chat", "plain"] | None = field(default=None, metadata={"help": "chat (the tokenizer's chat template) or plain (the problem text as is, for tokenizers without a chat template). Default chat."})
     max_problems: int | None = field(default=None, metadata={"help": "Use at most this many problems of --dataset."})
     shuffle_seed: int | None = field(default=None, metadata={"help": "Shuffle the problems with this seed before --max_problems (default: file order)."})
@@ -159,7 +159,7 @@ class PMIConfig(ContextOverrides):
             self._fill_from_run(run_of_rollouts(self.rollouts))
         if self.config is not None:
             self._fill_from_yaml(read_training_yaml(self.config))
-        if names_toy_model(self.model):  # the toy model's prompts, teacher context and budget (antisd.models)
+        if names_toy_model(self.model):  # the toy model's prompts, teacher context and budget (antisd.lm.names)
             self._fill_from_yaml(toy_settings())
         for name, value in FALLBACKS.items():
             if getattr(self, name) is None:
@@ -237,8 +237,8 @@ class PMIConfig(ContextOverrides):
             raise PMIConfigError(str(e)) from None
 
     def data_config(self, dataset: str | None = None):
-        """antisd.data.DataConfig for --dataset (or ``dataset``)."""
-        from antisd.data import DEFAULT_SYSTEM_PROMPT, DataConfig
+        """antisd.data.problems.DataConfig for --dataset (or ``dataset``)."""
+        from antisd.data.problems import DEFAULT_SYSTEM_PROMPT, DataConfig
 
         return DataConfig(
             dataset_name=dataset or self.dataset, dataset_config=self.dataset_config,

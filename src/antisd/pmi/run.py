@@ -33,11 +33,11 @@ from antisd.pmi.render import (
     write_csv,
 )
 from antisd.pmi.sources import load_problem_rows, read_rollouts, sample_rollouts
-from antisd.sampling import load_tokenizer as load_pretrained_tokenizer
-from antisd.sampling import resolve_device, torch_dtype
-from antisd.interrupt import install as install_sigint
-from antisd.interrupt import interrupted
-from antisd.validate import InputError, check_output_dir, check_tokenizer, one_line
+from antisd.lm.sampling import load_tokenizer as load_pretrained_tokenizer
+from antisd.lm.sampling import resolve_device, torch_dtype
+from antisd.cli.interrupt import install as install_sigint
+from antisd.cli.interrupt import interrupted
+from antisd.cli.validate import InputError, check_output_dir, check_tokenizer, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -176,15 +176,15 @@ def _run_line(cfg: PMIConfig, info: dict[str, Any]) -> str:
 
 
 def check_inputs(cfg: PMIConfig) -> None:
-    """The model, tokenizer and problem file of ``cfg`` (``antisd.validate``, ``antisd.data``): a bad
+    """The model, tokenizer and problem file of ``cfg`` (``antisd.cli.validate``, ``antisd.data.problems``): a bad
     one raises ``InputError`` (one line) before anything is written. The rows of a --dataset are
     validated as ``antisd train`` validates them; a --rollouts file is read row by row later (an
     unusable row is skipped and counted)."""
-    from antisd.data import load_problems
-    from antisd.models import resolve_model
+    from antisd.data.problems import load_problems
+    from antisd.lm.names import resolve_model
 
     check_output_dir(cfg.output_dir)
-    if cfg.model and not cfg.use_stored_logps:  # toyworld, a local folder or a hub id (antisd.models)
+    if cfg.model and not cfg.use_stored_logps:  # toyworld, a local folder or a hub id (antisd.lm.names)
         cfg.model = resolve_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None).path
     if cfg.tokenizer:
         check_tokenizer(cfg.tokenizer)

@@ -6,11 +6,11 @@ training used (kept as is); other files may give only ``completion`` text (token
 ``answer``/``solution``/``reward`` columns, from which the context is chosen as in training.
 
 ``sample_rollouts`` samples ``samples_per_problem`` completions per problem with
-``antisd.sampling.generate_completions`` (temperature T, top_k 0, top_p 1: the full tempered
+``antisd.lm.sampling.generate_completions`` (temperature T, top_k 0, top_p 1: the full tempered
 distribution, as TRL's defaults), keeps the ids up to and including the first eos (TRL's
 completion mask),
 scores them with ``antisd.rewards.math_reward`` and chooses each rollout's privileged prompt
-with ``antisd.context.build_teacher_contexts`` over the batch, with the problems' rollouts as
+with ``antisd.method.context.build_teacher_contexts`` over the batch, with the problems' rollouts as
 GRPO groups: a successful sibling, else the dataset solution, else the answer line.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from antisd.context import ContextConfig, build_teacher_contexts
+from antisd.method.context import ContextConfig, build_teacher_contexts
 from antisd.pmi.compute import PromptError, Rollout, SkipLog, tokenize_prompt
-from antisd.sampling import eos_token_ids, generate_completions, pad_token_id
+from antisd.lm.sampling import eos_token_ids, generate_completions, pad_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _text_or_none(v: Any) -> str | None:
 
 def row_to_rollout(row: dict[str, Any], n: int, name: str, *, data_cfg: Any, use_stored: bool = False) -> Rollout:
     """One file row as a Rollout. Raises ValueError with the reason for an unusable row."""
-    from antisd.data import make_prompt, text_id
+    from antisd.data.problems import make_prompt, text_id
     from antisd.rewards import completion_text
 
     prompt = row.get("prompt")
@@ -136,9 +136,9 @@ def _read_rollouts(path: Path, data_cfg: Any, skips: SkipLog, use_stored: bool) 
 
 
 def load_problem_rows(data_cfg: Any, skips: SkipLog) -> list[dict[str, Any]]:
-    """Problems via antisd.data.load_problems; if some rows are bad, they are skipped (listed) and
+    """Problems via antisd.data.problems.load_problems; if some rows are bad, they are skipped (listed) and
     the others kept."""
-    from antisd.data import DataValidationError, load_problems, load_raw, map_problems
+    from antisd.data.problems import DataValidationError, load_problems, load_raw, map_problems
 
     try:
         ds = load_problems(data_cfg)

@@ -8,27 +8,50 @@
     reward    `check_answer`, `math_reward`, `gold_parses`, `RewardStats`, `completion_text` and
               `MathReward`, the TRL GRPOTrainer reward function (gold answers checked first)
     code      `CodeReward`, the execution reward for code: each completion's program run in the
-              sandbox against its task's tests (``antisd.code``; docs/code.md)
+              sandbox against its task's tests (``antisd.rewards.code``; docs/code.md)
 
 Every math check ends in exactly one `Outcome`; `RewardStats` counts them. Nothing raises: every
 exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass).
 """
 
-from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome
-from antisd.rewards.code import CodeReward
-from antisd.rewards.extract import EXTRACTIONS, extract_answer, extract_boxed, is_strict_format, last_number
-from antisd.rewards.pool import VerifierPool, default_pool
-from antisd.rewards.reward import (
-    MathReward,
-    RewardStats,
-    check_answer,
-    completion_text,
-    gold_parses,
-    math_reward,
-)
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {  # public name -> the module that defines it, imported on first use (so that importing one
+    # submodule, as the sandbox's worker processes do, does not import the others)
+    "MAX_ANSWER_CHARS": "antisd.rewards.checker",
+    "Outcome": "antisd.rewards.checker",
+    "CodeReward": "antisd.rewards.code.reward",
+    "EXTRACTIONS": "antisd.rewards.extract",
+    "extract_answer": "antisd.rewards.extract",
+    "extract_boxed": "antisd.rewards.extract",
+    "is_strict_format": "antisd.rewards.extract",
+    "last_number": "antisd.rewards.extract",
+    "VerifierPool": "antisd.rewards.pool",
+    "default_pool": "antisd.rewards.pool",
+    "MathReward": "antisd.rewards.reward",
+    "RewardStats": "antisd.rewards.reward",
+    "check_answer": "antisd.rewards.reward",
+    "completion_text": "antisd.rewards.reward",
+    "gold_parses": "antisd.rewards.reward",
+    "math_reward": "antisd.rewards.reward",
+}
 
 __all__ = [
     "MAX_ANSWER_CHARS", "CodeReward", "MathReward", "Outcome", "RewardStats", "VerifierPool", "check_answer",
     "EXTRACTIONS", "completion_text", "default_pool", "extract_answer", "extract_boxed", "gold_parses",
     "is_strict_format", "last_number", "math_reward",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -234,11 +234,11 @@ def ensure_base_policy(config: ToyBaseConfig | None = None, cache_dir: str | Pat
 
 
 def build_model(config: ToyBaseConfig, tokenizer):
-    """A randomly initialised Qwen3ForCausalLM for ``config`` (``antisd.tiny.build_qwen3``: seeded
+    """A randomly initialised Qwen3ForCausalLM for ``config`` (``antisd.lm.tiny.build_qwen3``: seeded
     by ``config.seed``, tied embeddings, vocabulary = the tokenizer's, 512 positions), whose
     generation config samples at temperature 1 (no top-k/top-p) up to ``max_new_tokens``. In
     train mode, ready for SFT."""
-    from antisd.tiny import build_qwen3
+    from antisd.lm.tiny import build_qwen3
 
     model = build_qwen3(
         tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,

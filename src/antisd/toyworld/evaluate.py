@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from antisd.sampling import eos_token_ids, generate_completions
+from antisd.lm.sampling import eos_token_ids, generate_completions
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def sample_completions(
     batch_size: int = 128,
     seed: int = 0,
 ) -> tuple[list[str], list[list[int]]]:
-    """Sample one completion per prompt (``antisd.sampling.generate_completions``, batches of
+    """Sample one completion per prompt (``antisd.lm.sampling.generate_completions``, batches of
     ``batch_size`` seeded by ``_batch_seeds(seed)``); returns texts and the completion token ids
     with eos/padding removed (eos itself excluded).
 

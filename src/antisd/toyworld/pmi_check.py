@@ -5,7 +5,7 @@ re-scored under the student prompt x and the teacher prompt (x, c):
 
     u_t = log pi(y_t | x, c, y<t) - log pi(y_t | x, y<t)                        (docs/method.md)
 
-c is rendered with the toy constants (``TOY_TEACHER_TEMPLATE``) by ``antisd.context``: the
+c is rendered with the toy constants (``TOY_TEACHER_TEMPLATE``) by ``antisd.method.context``: the
 reference is either the dataset's ``x = <answer>`` (form ``answer``) or a correct sibling's
 completion text (form ``sibling``, falling back to the dataset solution when a group has no
 other correct rollout); the feedback is the rollout's own correctness. Tokens are classified by
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
-from antisd.logprobs import naive_logps_and_entropies
-from antisd.modeling import model_device
-from antisd.sampling import load_tokenizer, pad_prompts_and_completions
+from antisd.lm.logprobs import naive_logps_and_entropies
+from antisd.lm.plumbing import model_device
+from antisd.lm.sampling import load_tokenizer, pad_prompts_and_completions
 from antisd.toyworld.tokenizer import BOX_OPEN, DELIBERATION_WORDS
 from antisd.toyworld.traces import toy_context_config
 
@@ -72,7 +72,7 @@ def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[li
                      batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per-token log p(y_t | prompt, y<t) and the full-vocabulary entropy at each completion
     position, for the given ids (no re-tokenization), from the model's full float32 logits
-    (``antisd.logprobs.naive_logps_and_entropies``: prompts left-padded, completions
+    (``antisd.lm.logprobs.naive_logps_and_entropies``: prompts left-padded, completions
     right-padded, position ids from the attention mask). Returns lists of (T_i,) tensors."""
     logps, ents = [], []
     device = model_device(model)
@@ -128,7 +128,7 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
     the deliberation words after a failed try and on the correct candidate (this world's answer-committing token)."""
     from transformers import AutoModelForCausalLM
 
-    from antisd.context import build_teacher_contexts
+    from antisd.method.context import build_teacher_contexts
     from antisd.toyworld.base_policy import ToyBaseConfig, heldout_rows, load_build_info
     from antisd.toyworld.evaluate import get_reward_fn, sample_completions
 

@@ -25,7 +25,7 @@ WORDS: tuple[str, ...] = (
 DEFAULT_MAX_NUMBER = 255
 # The toy model reads plain text (it was trained on it): a chat is rendered as the text of its user turns
 # (system messages left out, no role markers), so a chat prompt gives the same token ids as its plain
-# prompt. Set by antisd.sampling.load_tokenizer on a toy tokenizer that has no chat template.
+# prompt. Set by antisd.lm.sampling.load_tokenizer on a toy tokenizer that has no chat template.
 CHAT_TEMPLATE = "{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(' ') }}"
 
 

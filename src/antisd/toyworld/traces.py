@@ -41,7 +41,7 @@ from antisd.toyworld.tokenizer import BOX_OPEN
 PrivilegedStyle = Literal["commit", "direct", "search"]
 PRIVILEGED_STYLES: tuple[str, ...] = ("commit", "direct", "search")
 
-# The privileged context in the toy vocabulary (plug into antisd.context.ContextConfig).
+# The privileged context in the toy vocabulary (plug into antisd.method.context.ContextConfig).
 TOY_TEACHER_TEMPLATE = "{prompt} ref : {solution} . feedback : {feedback} ."
 TOY_FEEDBACK_CORRECT = "right"
 TOY_FEEDBACK_INCORRECT = "wrong"
@@ -77,12 +77,12 @@ class ToyTraceConfig:
 
 
 def toy_context_config(sibling_format: str = "answer", sources: tuple[str, ...] = ("sibling", "dataset", "answer")):
-    """``antisd.context.ContextConfig`` with the toy template, feedback and answer strings.
+    """``antisd.method.context.ContextConfig`` with the toy template, feedback and answer strings.
 
     ``sibling_format="answer"`` (recommended) renders a successful sibling as ``x = <answer>``,
     the form most privileged SFT traces saw; ``"completion"`` passes its full text (seen in
     ``ref_trace_frac`` of them)."""
-    from antisd.context import ContextConfig
+    from antisd.method.context import ContextConfig
 
     return ContextConfig(
         template=TOY_TEACHER_TEMPLATE, feedback_correct=TOY_FEEDBACK_CORRECT,
@@ -92,7 +92,7 @@ def toy_context_config(sibling_format: str = "answer", sources: tuple[str, ...] 
 
 
 def render_teacher_prompt(prompt: str, solution: str, correct: bool) -> str:
-    """The privileged prompt, exactly as ``antisd.context`` renders it with the toy constants."""
+    """The privileged prompt, exactly as ``antisd.method.context`` renders it with the toy constants."""
     feedback = TOY_FEEDBACK_CORRECT if correct else TOY_FEEDBACK_INCORRECT
     return TOY_TEACHER_TEMPLATE.format(prompt=prompt, solution=solution, feedback=feedback)
 

@@ -1,0 +1,1 @@
+"""The ``antisd`` command line: entry point, options (YAML + flags), help, validation, Ctrl-C, threads."""

@@ -1,0 +1,1 @@
+"""The language model: names and loading, plumbing, per-token log-probs, batching, sampling."""

@@ -1,0 +1,1 @@
+"""Training: ``AntiSDTrainer`` (TRL's GRPOTrainer + the token term), its config, checkpoints, the run."""
