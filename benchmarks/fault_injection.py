@@ -46,7 +46,7 @@ from typing import Any
 
 TRAIN_POINTS = {
     "generation": "rollout generation (TRL's _generate_single_turn returned)",
-    "teacher_pass": "the teacher pass (AntiSDTrainer._teacher_pass, its forwards done)",
+    "teacher_pass": "the teacher pass (AntiSDTrainer.teacher_pass, its forwards done)",
     "after_step": "an optimizer step done, before logging and saving",
     "ckpt_weights": "writing model.safetensors (half written)",
     "ckpt_optimizer": "writing optimizer.pt (half written)",
@@ -121,11 +121,11 @@ def install_train_points(inj: Injector) -> None:
     import transformers.modeling_utils as modeling_utils
     from transformers.trainer_callback import TrainerState
 
-    import antisd.trainer.core as trainer_module
+    import antisd.trainer.checkpointing as trainer_module
     from antisd.trainer.core import AntiSDTrainer
 
     _wrap_method(AntiSDTrainer, "_generate_single_turn", inj, "generation")
-    _wrap_method(AntiSDTrainer, "_teacher_pass", inj, "teacher_pass")
+    _wrap_method(AntiSDTrainer, "teacher_pass", inj, "teacher_pass")
     orig_step = AntiSDTrainer._maybe_log_save_evaluate
 
     def after_step(self, *args, **kwargs):
@@ -200,12 +200,12 @@ class _TornFile:
     def __init__(self, real, inj: Injector, point: str, path: str) -> None:
         self.real, self.inj, self.point, self.path, self.buffer = real, inj, point, path, []
 
-    def write(self, text: str) -> int:
-        self.buffer.append(text)
-        return len(text)
+    def write(self, data: str | bytes) -> int:
+        self.buffer.append(data)
+        return len(data)
 
     def flush(self) -> None:
-        data = "".join(self.buffer)
+        data = self.buffer[0][:0].join(self.buffer) if self.buffer else ""  # text or bytes, as written
         self.buffer.clear()
         if data:
             def torn():

@@ -121,7 +121,7 @@ def check_head(work: Path, device: str, dry: bool) -> str:
     mask = torch.ones_like(ids)
     results = {}
     for name, fast in (("TRL", False), ("antisd.lm.logprobs", True)):
-        tr._fast_logprobs = fast
+        tr.fast_logprobs = fast
         lp, ent, _ = tr._get_per_token_logps_and_entropies(model, ids, mask, tokens, compute_entropy=True)
 
         def step():

@@ -6,7 +6,7 @@ noise. This script trains the toy world's recipe (``recipes/toy/antisd.yaml``, t
 base policy, its real batching: 8 rollouts per problem, teacher batches of 32 rows sorted by
 length, loss forwards in length-sorted chunks of 32 rows, left-padded prompts) for a few steps at
 learning rate 0 in each precision setting, with every rollout's privileged prompt replaced by its
-own prompt, and records u and delta = -phi(u) on every scored token (``AntiSDTrainer._token_term``
+own prompt, and records u and delta = -phi(u) on every scored token (``AntiSDTrainer.token_term``
 is wrapped on the instance; nothing else changes). The signal's scale is the same measurement
 with the real privileged context in float32: |delta| of the canonical -phi(u) on the same model.
 
@@ -111,13 +111,13 @@ def build_trainer(setting: Setting, args, out_dir: str, use_cpu: bool = True):
 
 def own_prompt_contexts(trainer) -> None:
     """Every rollout with a privileged context gets its own prompt instead: true u = 0."""
-    original = trainer._global_contexts
+    original = trainer.global_contexts
 
     def global_contexts(inputs, stash):
         contexts, rewards = original(inputs, stash)
         return [c if c.prompt is None else replace(c, prompt=x["prompt"]) for c, x in zip(contexts, inputs)], rewards
 
-    trainer._global_contexts = global_contexts
+    trainer.global_contexts = global_contexts
 
 
 def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
@@ -132,8 +132,8 @@ def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
 
     reference = copy.deepcopy(trainer.model).float().eval()
     temperature = trainer.temperature
-    logps_fn, teacher_fn, term_fn, apply_fn = (trainer._get_per_token_logps_and_entropies, trainer._teacher_pass,
-                                               trainer._token_term, trainer._apply_token_term)
+    logps_fn, teacher_fn, term_fn, apply_fn = (trainer._get_per_token_logps_and_entropies, trainer.teacher_pass,
+                                               trainer.token_term, trainer.apply_token_term)
     shadow = {"teacher": False}
 
     @torch.no_grad()
@@ -145,17 +145,17 @@ def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
         if shadow["teacher"]:  # the teacher pass run again, in float32
             lp, ent = exact(input_ids, attention_mask, logits_to_keep)
             return lp, ent, None
-        waiting = trainer._pending_token_term  # (pending, the loss's batch) when this is the loss's forward
+        waiting = trainer.waiting_token_term  # (pending, the loss's batch) when this is the loss's forward
         if waiting is not None:  # the loss's rows (B, K), before the token term reads them
             seen["s_exact"] = exact(input_ids, attention_mask, logits_to_keep)[0]
             seen["t_exact_rows"] = waiting[1][EXACT_KEY]
         return logps_fn(model, input_ids, attention_mask, logits_to_keep, *a, **kw)
 
-    def teacher_pass(contexts, completion_ids, completion_mask):
-        out = teacher_fn(contexts, completion_ids, completion_mask)
+    def teacher_pass(contexts, completion_ids, completion_mask, scored=None):
+        out = teacher_fn(contexts, completion_ids, completion_mask, scored)
         shadow["teacher"] = True
         try:
-            seen["t_exact"] = teacher_fn(contexts, completion_ids, completion_mask)[0]
+            seen["t_exact"] = teacher_fn(contexts, completion_ids, completion_mask, scored)[0]
         finally:
             shadow["teacher"] = False
         return out
@@ -176,9 +176,9 @@ def shadow_in_float32(trainer, seen: dict[str, list]) -> None:
         return output
 
     trainer._get_per_token_logps_and_entropies = get_logps
-    trainer._teacher_pass = teacher_pass
-    trainer._apply_token_term = apply_token_term
-    trainer._token_term = token_term
+    trainer.teacher_pass = teacher_pass
+    trainer.apply_token_term = apply_token_term
+    trainer.token_term = token_term
 
 
 def run(setting: Setting, args, own_prompt: bool, use_cpu: bool = True) -> dict[str, torch.Tensor]:

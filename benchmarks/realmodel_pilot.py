@@ -102,7 +102,7 @@ def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
     from antisd.cli.main import build_train_args, run_train, train_inputs
     from antisd.lm.names import resolve_model
     from antisd.trainer.records import base_identity, make_record, training_settings, write_record
-    from antisd.trainer.core import last_complete_checkpoint
+    from antisd.trainer.checkpoints import last_complete_checkpoint
 
     record_path = Path(a.results) / a.study / f"{arm}-s{seed}.json"
     run_dir = Path(a.out) / f"{arm}-s{seed}"

@@ -13,7 +13,7 @@ step plus that forward; ratios are medians over steps of per-step (paired) ratio
 
 Phases are timed by wrapping the trainers' methods on the instances (no library code changes):
 `_generate_single_turn` (generation), `_generate_and_score_completions` (generation + rewards +
-contexts + teacher + gate), `_teacher_pass` and `training_step`; loss + backward =
+contexts + teacher + gate), `teacher_pass` and `training_step`; loss + backward =
 training_step - generate-and-score, optimizer = step - training_step. Peak memory per phase is
 VmHWM after resetting it through /proc/self/clear_refs (CPU RSS; nested phases fold their peaks),
 or torch.cuda.max_memory_allocated on a GPU.
@@ -166,9 +166,9 @@ def wrap_timed(tr, who: str, rec: Recorder, method: str, key: str, memory: bool 
 
 def count_forwards(tr, who: str, rec: Recorder) -> None:
     """Count log-prob passes per step, the student passes, and the teacher batches' real and padded
-    positions (``_teacher_pass`` marks the calls it makes)."""
+    positions (``teacher_pass`` marks the calls it makes)."""
     in_teacher = [False]
-    orig_lp, orig_pass, orig_student = tr._get_per_token_logps_and_entropies, tr._teacher_pass, tr._student_pass
+    orig_lp, orig_pass, orig_student = tr._get_per_token_logps_and_entropies, tr.teacher_pass, tr.student_pass
 
     def logps(model, input_ids, attention_mask, *args, **kwargs):
         rec.add(who, "logprob_passes", 1)
@@ -188,7 +188,7 @@ def count_forwards(tr, who: str, rec: Recorder) -> None:
         rec.add(who, "student_passes", 1)
         return orig_student(*args, **kwargs)
 
-    tr._get_per_token_logps_and_entropies, tr._teacher_pass, tr._student_pass = logps, teacher_pass, student_pass
+    tr._get_per_token_logps_and_entropies, tr.teacher_pass, tr.student_pass = logps, teacher_pass, student_pass
 
 
 # ------------------------------------------------------------------------------------ generation
@@ -279,9 +279,9 @@ class TeacherBatches:
 
 def teacher_batches(tr, captured) -> TeacherBatches:
     """Rebuild the step's teacher sequences (tokenising is not part of the floor)."""
-    contexts, completion_ids, completion_mask = captured
+    contexts, completion_ids, completion_mask, scored = captured
     device, pad = completion_ids.device, tr._tokenizer.pad_token_id
-    rows = [i for i, c in enumerate(contexts) if c.prompt is not None]
+    rows = [i for i, c in enumerate(contexts) if c.prompt is not None and (scored is None or bool(scored[i]))]
     prompt_ids, _, _ = tr._tokenize_prompts([contexts[i].prompt for i in rows])
     comps = [completion_ids[i][completion_mask[i].bool()].tolist() for i in rows]
     order = sorted(range(len(rows)), key=lambda k: len(prompt_ids[k]) + len(comps[k]))
@@ -361,8 +361,8 @@ def build_trainers(args, length: int, workdir: Path, rec: Recorder) -> dict[str,
         wrap_timed(tr, who, rec, "training_step", "train_step")
         count_forwards(tr, who, rec)
         if who == "AntiSD":
-            wrap_timed(tr, who, rec, "_teacher_pass", "teacher", memory=True,
-                       on_call=lambda c, i, m, _tr=tr: setattr(_tr, "_bench_captured", (c, i, m)))
+            wrap_timed(tr, who, rec, "teacher_pass", "teacher", memory=True,
+                       on_call=lambda c, i, m, s=None, _tr=tr: setattr(_tr, "_bench_captured", (c, i, m, s)))
         trainers[who] = tr
     return trainers
 

@@ -13,7 +13,7 @@ Chunked and resumable: each run writes ``checkpoint-N`` every ``--save_steps`` s
 checksum, machine, the held-out curve with one bit per problem, gate / token-term / PMI / monitor summaries)
 into ``--results/--study/<base>-<arm>-s<seed>.json``, from which ``benchmarks/results_report.py``
 regenerates the documented tables; a rerun skips finished runs and resumes the others from their newest
-complete checkpoint (``antisd.trainer.core.last_complete_checkpoint``), keeping the held-out curve up
+complete checkpoint (``antisd.trainer.checkpoints.last_complete_checkpoint``), keeping the held-out curve up
 to that step. One torch thread per run; ``--jobs`` runs at a time.
 
     python benchmarks/toy_robustness.py --out runs/robust --bases A=default B=default:seed=1 \\
@@ -142,7 +142,7 @@ def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     from antisd.toyworld.defaults import TOY_TRAIN, default_train_argv, resolve_builtins
     from antisd.trainer.checkpoints import atomic_write_json
     from antisd.cli.main import build_train_args, run_train, train_inputs
-    from antisd.trainer.core import last_complete_checkpoint
+    from antisd.trainer.checkpoints import last_complete_checkpoint
 
     base_name = base_spec.partition("=")[0]
     run_dir = Path(a.out) / base_name / f"{arm}-s{seed}"

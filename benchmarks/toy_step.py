@@ -38,7 +38,7 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-PHASES = {"_generate_single_turn": "generate", "_calculate_rewards": "rewards", "_teacher_pass": "teacher"}
+PHASES = {"_generate_single_turn": "generate", "_calculate_rewards": "rewards", "teacher_pass": "teacher"}
 _CALLS: dict[str, list[float]] = defaultdict(list)  # phase -> seconds of each call, this process
 
 

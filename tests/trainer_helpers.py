@@ -59,6 +59,6 @@ def teacher_and_student_on_the_same_prompt(tr, batch):
     tr.model.train()
     out = GRPOTrainer._generate_and_score_completions(tr, batch)
     contexts = [TeacherContext(prompt=x["prompt"], source="dataset", correct=False) for x in batch]
-    t_logps, t_ent, too_long = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
-    s_logps, s_ent = tr._student_pass(out)
+    t_logps, t_ent, too_long = tr.teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    s_logps, s_ent = tr.student_pass(out)
     return t_logps, s_logps, t_ent, s_ent, out["completion_mask"].bool(), too_long

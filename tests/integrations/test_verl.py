@@ -14,12 +14,14 @@ from antisd.method.advantages import token_level_advantages
 from antisd.method.gate import make_gate
 from antisd.integrations.verl import (
     CONTEXT_MASK,
+    ROLLOUT_CORRECT,
     TEACHER_ENTROPY,
     TEACHER_LOGPS,
     VerlGate,
     antisd_advantages,
     sequence_advantages,
     teacher_batch,
+    teacher_prompts_needed,
 )
 from antisd.lm.logprobs import naive_logps_and_entropies, per_token_logps_and_entropies
 from antisd.method.signals import token_signal
@@ -150,7 +152,7 @@ def test_verl_gate_is_the_trainers_gate_on_the_global_batch():
         batch, _ = _batch(seed=step)
         batch[TEACHER_ENTROPY] = batch[TEACHER_ENTROPY] * scale
         mask = batch["response_mask"].bool() & batch[CONTEXT_MASK][:, None]
-        assert VerlGate.statistic(batch) == pytest.approx(float(batch[TEACHER_ENTROPY][mask].mean()))
+        assert VerlGate().statistic(batch) == pytest.approx(float(batch[TEACHER_ENTROPY][mask].mean()))
         lams.append(gate.update(batch))
         assert lams[-1] == reference.update(float(batch[TEACHER_ENTROPY][mask].mean()))
     assert lams[:2] == [0.0, 0.0] and 0.5 in lams and lams[3] == 0.0  # warm-up, on, off when H falls
@@ -159,8 +161,33 @@ def test_verl_gate_is_the_trainers_gate_on_the_global_batch():
     assert restored.state_dict() == gate.state_dict()
     batch, _ = _batch()
     batch[CONTEXT_MASK] = torch.zeros(4, dtype=torch.bool)
-    assert math.isnan(VerlGate.statistic(batch))  # no context token: NaN, which the gate counts and skips
+    assert math.isnan(VerlGate().statistic(batch))  # no context token: NaN, which the gate counts and skips
 
+
+
+def test_the_guard_keeps_wrong_rollouts_at_grpo_and_narrows_the_gate():
+    """Eq. 12 in verl's terms: with ROLLOUT_CORRECT, an incorrect rollout keeps A_seq, and the gate (population
+    token_term) measures the correct rollouts only; population context measures every rollout with a context."""
+    batch, seq = _batch()
+    correct = torch.tensor([True, False, True, True])
+    batch[ROLLOUT_CORRECT] = correct
+    mask = batch["response_mask"].bool()
+    adv, _ = antisd_advantages(batch, 0.5, token_term_rollouts="correct")
+    torch.testing.assert_close(adv[1][mask[1]], seq[1].expand(int(mask[1].sum())))  # wrong: plain A_seq
+    carriers = mask & (batch[CONTEXT_MASK] & correct)[:, None]
+    want = token_level_advantages(seq, batch[TEACHER_LOGPS], batch["old_log_probs"], token_mask=mask,
+                                  ctx_mask=carriers, lam=0.5).advantages
+    torch.testing.assert_close(adv, want)
+    h = batch[TEACHER_ENTROPY]
+    guarded = VerlGate(token_term_rollouts="correct").statistic(batch)
+    assert guarded == pytest.approx(float(h[carriers].mean()))
+    everyone = VerlGate(token_term_rollouts="correct", population="context").statistic(batch)
+    assert everyone == pytest.approx(float(h[mask & batch[CONTEXT_MASK][:, None]].mean()))
+    assert teacher_prompts_needed(batch[CONTEXT_MASK], correct, token_term_rollouts="correct").tolist() == \
+        (batch[CONTEXT_MASK] & correct).tolist()
+    del batch[ROLLOUT_CORRECT]
+    with pytest.raises(KeyError, match=ROLLOUT_CORRECT):
+        antisd_advantages(batch, 0.5, token_term_rollouts="correct")
 
 # ------------------------------------------------------------------------------------ against verl itself
 needs_verl = pytest.mark.skipif(importlib.util.find_spec("verl") is None,

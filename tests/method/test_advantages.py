@@ -9,7 +9,7 @@ from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
 from antisd.method.advantages import scored_token_mask, token_level_advantages, token_term_statistics
 from antisd.method.signals import ANTISD_SIGNAL_MAX, center_token_term, centering_modes
-from antisd.trainer.core import PendingTokenTerm
+from antisd.trainer.token_term import TokenTermStep
 
 
 def _case(seed=0, B=6, T=9):
@@ -122,14 +122,14 @@ def test_pending_token_term_travels_through_trl_splitting_and_shuffling():
     ctx = torch.rand(B, T) > 0.3
     batch = {"completion_ids": torch.arange(B)[:, None].expand(B, T).clone(), "advantages": torch.arange(B).float()}
     correct = torch.arange(B) % 3 == 0
-    PendingTokenTerm(teacher_logps=teacher, ctx_mask=ctx, lam=0.25, correct=correct).put(batch)
+    TokenTermStep(teacher_logps=teacher, ctx_mask=ctx, lam=0.25, correct=correct).put(batch)
     for chunk in split_tensor_dict(shuffle_sequence_dict(batch), 4):
-        pending = PendingTokenTerm.take(chunk)
+        pending = TokenTermStep.take(chunk)
         rows = chunk["completion_ids"][:, 0]
         assert pending.lam == 0.25
         assert torch.equal(pending.teacher_logps, teacher[rows]) and torch.equal(pending.ctx_mask, ctx[rows])
         assert torch.equal(pending.correct, correct[rows])
-    assert PendingTokenTerm.take({"advantages": torch.zeros(2)}) is None
+    assert TokenTermStep.take({"advantages": torch.zeros(2)}) is None
 
 
 def test_nonfinite_log_probs_never_reach_an_advantage_and_are_counted():

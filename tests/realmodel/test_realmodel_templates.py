@@ -104,7 +104,7 @@ def test_the_teacher_pass_scores_the_completion_behind_the_privileged_prompt(tra
     completions = [smollm2_tokenizer.decode(c[m.bool()]) for c, m in zip(out["completion_ids"], out["completion_mask"])]
     teacher = _teacher_prompts(batch, completions, [True, False, True, False])
     contexts = [TeacherContext(prompt=p, source="dataset", correct=i % 2 == 0) for i, p in enumerate(teacher)]
-    t_logps, _, _ = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    t_logps, _, _ = tr.teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
     model64 = copy.deepcopy(smollm2).double()
     for i, prompt in enumerate(teacher):
         comp = out["completion_ids"][i][out["completion_mask"][i].bool()].tolist()

@@ -9,7 +9,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from antisd.trainer.config import AntiSDConfig
-from antisd.trainer.core import STATE_FILE, last_complete_checkpoint
+from antisd.trainer.checkpoints import STATE_FILE, last_complete_checkpoint
 
 from trainer_helpers import make_trainer, teacher_and_student_on_the_same_prompt
 
@@ -184,8 +184,8 @@ def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_p
         tr = make_trainer(tiny_model_path, tmp_path / str(lazy), method="antisd", gate="none", max_steps=3,
                           reuse_loss_logps=lazy, token_term_centering=centering)
         calls = []
-        orig = tr._student_pass
-        tr._student_pass = lambda out, _o=orig: calls.append(1) or _o(out)
+        orig = tr.student_pass
+        tr.student_pass = lambda out, _o=orig: calls.append(1) or _o(out)
         tr.train()
         runs[lazy] = (_metrics_by_step(tr.state.log_history, keys), len(calls))
     assert runs[True][1] == 0 and runs[False][1] == 3
@@ -195,7 +195,7 @@ def test_lazy_student_logps_equal_a_separate_student_pass(tiny_model_path, tmp_p
 
 
 def test_pruned_generation_serves_trl_generation_and_is_removed_after(tiny_model_path, tmp_path, monkeypatch):
-    import antisd.trainer.core as trainer_module
+    import antisd.trainer.generation as trainer_module
 
     calls = []
     real = trainer_module.pruned_generate
@@ -212,7 +212,7 @@ def test_pruned_generation_serves_trl_generation_and_is_removed_after(tiny_model
 @pytest.mark.parametrize("value,expected", [("auto", True), ("true", True), ("false", False), (False, False)])
 def test_fast_logprobs_auto_is_on_for_cpu_training(tiny_model_path, tmp_path, value, expected):
     tr = make_trainer(tiny_model_path, tmp_path, method="antisd", fast_logprobs=value)
-    assert tr._fast_logprobs is expected  # these tests train on CPU
+    assert tr.fast_logprobs is expected  # these tests train on CPU
     with pytest.raises(ValueError, match="fast_logprobs='sometimes' is not valid"):
         AntiSDConfig(output_dir=str(tmp_path), bf16=False, fast_logprobs="sometimes")
 
@@ -222,23 +222,51 @@ def test_correct_only_token_term_leaves_wrong_rollouts_their_grpo_advantage(tiny
     batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
     tr.model.train()
     seen = {}
-    real = tr._token_term
+    real = tr.token_term
 
     def spy(seq_adv, pending, s_logps, s_ent, token_mask):
         out = real(seq_adv, pending, s_logps, s_ent, token_mask)
         seen.update(seq=seq_adv.clone(), adv=out.clone(), ctx=pending.ctx_mask.clone(), mask=token_mask.clone())
         return out
 
-    tr._token_term = spy
+    tr.token_term = spy
     tr.args.reuse_loss_logps = False  # compose at generation time, where the test can see it
     tr._generate_and_score_completions(batch)
-    correct = torch.tensor([c.correct for c in tr._last_global_contexts])
+    correct = torch.tensor([c.correct for c in tr.last_contexts])
     assert (~correct).any() and correct.any()
     assert not seen["ctx"][~correct].any()  # no token term on wrong rollouts
     wrong_rows = (~correct).nonzero().squeeze(1)
     for i in wrong_rows.tolist():
         m = seen["mask"][i]
         assert torch.equal(seen["adv"][i][m], seen["seq"][i].expand(int(m.sum())))
+
+
+@pytest.mark.parametrize("population", ["token_term", "context"])
+def test_the_teacher_scores_only_what_the_guard_and_the_gate_use(tiny_model_path, tmp_path, population):
+    """Under Eq. 12 the teacher scores the correct rollouts only (population token_term) or every rollout with a
+    context (population context); the gate's statistic is the teacher's mean entropy over that population."""
+    tr = make_trainer(tiny_model_path, tmp_path, method="antisd", gate="none", token_term_rollouts="correct",
+                      gate_population=population)
+    batch = [tr.train_dataset[i] for i in range(2) for _ in range(4)]
+    tr.model.train()
+    seen = {}
+    real = tr.teacher_pass
+
+    def spy(contexts, completion_ids, completion_mask, scored=None):
+        out = real(contexts, completion_ids, completion_mask, scored)
+        seen.update(scored=scored.clone(), ent=out[1].clone(), mask=completion_mask.bool().clone())
+        return out
+
+    tr.teacher_pass = spy
+    tr._generate_and_score_completions(batch)
+    has_ctx = torch.tensor([c.prompt is not None for c in tr.last_contexts])
+    correct = torch.tensor([bool(c.correct) for c in tr.last_contexts])
+    assert has_ctx.any() and (has_ctx & ~correct).any() and (has_ctx & correct).any()
+    want = has_ctx & correct if population == "token_term" else has_ctx
+    assert seen["scored"].tolist() == want.tolist()
+    assert torch.isnan(seen["ent"][~want]).all()  # rows never scored
+    tokens = seen["mask"] & want[:, None]
+    assert tr._metrics["train"]["gate/statistic"][-1] == pytest.approx(float(seen["ent"][tokens].mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("rollouts", ["all", "correct"])

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from antisd.trainer.core import STATE_FILE, AntiSDTrainer, NonFiniteTrainingError
+from antisd.trainer.checkpoints import STATE_FILE
+from antisd.trainer.core import AntiSDTrainer, NonFiniteTrainingError
 
 from trainer_helpers import make_trainer, toy_rows
 
@@ -39,15 +40,15 @@ def test_infinite_and_missing_rewards_are_counted_and_never_reach_the_loss(tiny_
 
 def test_nonfinite_teacher_log_probs_and_entropies_are_dropped_and_counted(tiny_model_path, tmp_path):
     tr = make_trainer(tiny_model_path, tmp_path, method="antisd", max_steps=3)
-    real = tr._teacher_pass
+    real = tr.teacher_pass
 
-    def poisoned(contexts, completion_ids, completion_mask):
-        t_logps, t_ent, too_long = real(contexts, completion_ids, completion_mask)
+    def poisoned(contexts, completion_ids, completion_mask, scored=None):
+        t_logps, t_ent, too_long = real(contexts, completion_ids, completion_mask, scored)
         t_logps[0, 0], t_logps[1, 0] = float("nan"), float("-inf")
         t_ent[0, 0], t_ent[2, 0] = float("nan"), float("inf")
         return t_logps, t_ent, too_long
 
-    tr._teacher_pass = poisoned
+    tr.teacher_pass = poisoned
     tr.train()
     logs = _logs(tr)
     assert _finite_losses(tr)

@@ -15,7 +15,8 @@ from trl import GRPOTrainer
 
 from antisd.trainer.config import AntiSDConfig
 from antisd.method.context import TeacherContext
-from antisd.trainer.core import STATE_FILE, AntiSDTrainer
+from antisd.trainer.checkpoints import STATE_FILE
+from antisd.trainer.core import AntiSDTrainer
 
 from trainer_helpers import base_kwargs, length_reward, toy_rows
 
@@ -39,7 +40,7 @@ def _teacher_logps(tr, batch):
     out = GRPOTrainer._generate_and_score_completions(tr, batch)
     contexts = [TeacherContext(prompt=x["prompt"] + " Hint: " + x["solution"], source="dataset", correct=False)
                 for x in batch]
-    t_logps, _, _ = tr._teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
+    t_logps, _, _ = tr.teacher_pass(contexts, out["completion_ids"], out["completion_mask"])
     return t_logps, out["completion_mask"].bool()
 
 
@@ -98,7 +99,9 @@ def test_lora_with_the_fast_paths(tiny_model_path, tmp_path):
     """fast_logprobs, length-bucketed passes and pruned generation run on the PEFT model too."""
     tr = _lora_trainer(tiny_model_path, tmp_path, method="antisd", max_steps=2, fast_logprobs=True,
                        logps_batch_rows=3, generation_prune_finished=True)
-    assert tr._prunable_model() is not None
+    from antisd.trainer.generation import prunable_model
+
+    assert prunable_model(tr) is not None
     tr.train()
     assert all(math.isfinite(h["loss"]) for h in tr.state.log_history if "loss" in h)
 

@@ -1,9 +1,9 @@
 """Fails loudly when the TRL internals AntiSDTrainer relies on change shape.
 
-AntiSDTrainer overrides ``_calculate_rewards``, ``_generate_and_score_completions``,
-``_save_checkpoint``, ``_load_optimizer_and_scheduler``, ``_generate_single_turn``, ``log`` and
-``_issue_warnings_after_load`` (calling super first / around it) and ``create_model_card`` (replacing TRL's), and calls ``_get_per_token_logps_and_entropies`` and ``_tokenize_prompts``. If TRL renames or reshapes
-any of these, upgrade deliberately: re-read the new methods, adapt the trainer, then the pins.
+The override surface is listed once, in ``antisd.trainer.core.TRL_OVERRIDES`` (and the TRL members it reads in
+``TRL_CALLED``); the first test checks that list against the class itself, the others pin each hook's signature and
+the parts of TRL's code the hooks rely on. If TRL renames or reshapes any of these, upgrade deliberately: re-read
+the new methods, adapt the trainer, then the pins.
 """
 
 import importlib.metadata
@@ -26,6 +26,20 @@ def test_trl_version_is_the_pinned_one():
     )
 
 
+def test_the_override_surface_is_the_listed_one():
+    """Every TRL/transformers method AntiSDTrainer defines is in TRL_OVERRIDES, and every listed one is defined
+    here and exists upstream; the TRL members it reads exist."""
+    from antisd.trainer.core import TRL_CALLED, TRL_OVERRIDES, AntiSDTrainer
+
+    defined = {name for name, value in vars(AntiSDTrainer).items()
+               if callable(value) and hasattr(GRPOTrainer, name) and name != "__init__"}
+    assert defined == set(TRL_OVERRIDES), (sorted(defined - set(TRL_OVERRIDES)), sorted(set(TRL_OVERRIDES) - defined))
+    assert len(TRL_OVERRIDES) == len(set(TRL_OVERRIDES))
+    init = inspect.getsource(GRPOTrainer.__init__)
+    for name in TRL_CALLED:
+        assert hasattr(GRPOTrainer, name) or f"self.{name} = " in init, name
+
+
 def test_private_hook_signatures():
     assert _params(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions", "completion_ids_list"]
     assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
@@ -36,6 +50,9 @@ def test_private_hook_signatures():
     assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
     assert _params(GRPOTrainer._generate_single_turn)[:3] == ["self", "prompt_ids", "images"]
     assert _params(GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
+    assert _params(GRPOTrainer._compute_loss) == ["self", "model", "inputs"]
+    assert _params(GRPOTrainer._get_output_dir) == ["self", "trial"]
+    assert "self._get_output_dir(trial=trial)" in inspect.getsource(GRPOTrainer._save_checkpoint)
 
 
 def test_logging_model_card_and_load_warning_hooks():

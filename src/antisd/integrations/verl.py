@@ -21,6 +21,10 @@ and ``response_mask`` (B, T); after the actor's ``compute_log_prob`` it also has
    ``antisd.method.advantages.token_level_advantages``), written back as ``advantages`` before
    ``update_actor``; verl's policy loss takes (B, T) advantages as they are.
 
+The Eq. 12 guard (``token_term_rollouts="correct"``, ``antisd.method.guard``) needs the verifier's verdict per
+rollout in ``ROLLOUT_CORRECT`` (B,) bool; ``teacher_prompts_needed`` says which rollouts the teacher must score
+(give the others None in step 1: their rows are never used).
+
 Pure torch; no verl import (tests/integrations/test_verl.py runs verl's own padding utilities and GRPO
 estimator against these when verl is installed).
 """
@@ -35,11 +39,30 @@ import torch
 
 from antisd.method.advantages import token_level_advantages, token_term_statistics
 from antisd.method.gate import SchmittGate, make_gate
+from antisd.method.guard import carries_token_term, rollout_roles
 
 # verl batch keys this module reads (besides verl's own) and writes
 TEACHER_LOGPS = "teacher_log_probs"  # (B, T) float32: the teacher's compute_log_prob output, renamed
 TEACHER_ENTROPY = "teacher_entropys"  # (B, T) float32
 CONTEXT_MASK = "antisd_context_mask"  # (B,) bool: the rollout has a privileged context
+ROLLOUT_CORRECT = "antisd_rollout_correct"  # (B,) bool: the verifier marked the rollout correct (Eq. 12's guard)
+
+
+def _correct(batch: Mapping[str, torch.Tensor], rollouts: str) -> torch.Tensor:
+    """``ROLLOUT_CORRECT`` (all True when the guard is off and the key is absent)."""
+    if ROLLOUT_CORRECT in batch:
+        return batch[ROLLOUT_CORRECT].bool()
+    if rollouts == "correct":
+        raise KeyError(f"token_term_rollouts='correct' needs the verifier's verdict per rollout in batch[{ROLLOUT_CORRECT!r}] "
+                       "(B,) bool (docs/verl.md)")
+    return torch.ones_like(batch[CONTEXT_MASK].bool())
+
+
+def teacher_prompts_needed(has_context: torch.Tensor, correct: torch.Tensor, *, token_term_rollouts: str = "all",
+                           gate_population: str = "token_term") -> torch.Tensor:
+    """(B,) bool: the rollouts the teacher must score (the gate's population and the carriers of the token term,
+    ``antisd.method.guard.rollout_roles``); give the other rows None in ``teacher_batch``."""
+    return rollout_roles(has_context, correct, rollouts=token_term_rollouts, gate_population=gate_population).scored
 
 
 def teacher_batch(teacher_prompt_ids: Sequence[Sequence[int] | None], prompts: torch.Tensor,
@@ -90,14 +113,15 @@ def sequence_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -
 
 
 def antisd_advantages(batch: Mapping[str, torch.Tensor], lam: float, *, signal: str = "antisd",
-                      composition: str = "additive", centering: str = "none",
+                      composition: str = "additive", centering: str = "none", token_term_rollouts: str = "all",
                       ) -> tuple[torch.Tensor, dict[str, float]]:
     """A_{i,t} (B, T) from verl's batch fields, and the token term's statistics (global over the batch).
 
     Reads ``advantages`` (B, T: A^seq on response tokens, verl's GRPO), ``old_log_probs`` (B, T: the
     student's s_t), ``TEACHER_LOGPS`` (B, T: t_t), ``response_mask`` (B, T) and ``CONTEXT_MASK`` (B,).
     u = t - s (Eq. 1), delta = signal(u) (Eq. 4), centred (Eq. 10-11), composed with A^seq and lambda
-    (Eq. 5-6); 0 outside the response mask; a rollout without a context keeps A^seq.
+    (Eq. 5-6); 0 outside the response mask; a rollout without a context keeps A^seq, and so does an incorrect one
+    under ``token_term_rollouts="correct"`` (Eq. 12; reads ``ROLLOUT_CORRECT``).
     """
     missing = [k for k in ("advantages", "old_log_probs", TEACHER_LOGPS, "response_mask", CONTEXT_MASK)
                if k not in batch]
@@ -105,7 +129,8 @@ def antisd_advantages(batch: Mapping[str, torch.Tensor], lam: float, *, signal: 
         raise KeyError(f"antisd_advantages: the batch has no {missing}; run the teacher compute_log_prob and "
                        f"verl's compute_advantage first (docs/verl.md)")
     mask = batch["response_mask"].bool()  # (B, T)
-    ctx = mask & batch[CONTEXT_MASK].bool()[:, None]  # (B, T)
+    carries = carries_token_term(batch[CONTEXT_MASK], _correct(batch, token_term_rollouts), token_term_rollouts)
+    ctx = mask & carries[:, None]  # (B, T)
     term = token_level_advantages(
         sequence_advantages(batch["advantages"], mask), batch[TEACHER_LOGPS].float(),
         batch["old_log_probs"].float(), token_mask=mask, ctx_mask=ctx, lam=lam, signal=signal,
@@ -119,20 +144,24 @@ def antisd_advantages(batch: Mapping[str, torch.Tensor], lam: float, *, signal: 
 @dataclass
 class VerlGate:
     """The gate on verl's driver: one update per step from the global batch (no cross-rank gather: the driver holds
-    every rollout). ``statistic`` is the teacher's mean entropy over the context tokens (the canonical
-    ``teacher_entropy`` gate, ``gate_statistic: mean``); ``state_dict`` goes into the driver's checkpoint."""
+    every rollout). ``statistic`` is the teacher's mean entropy over the response tokens of the gate's population
+    (the canonical ``teacher_entropy`` gate, ``gate_statistic: mean``; the population as ``AntiSDConfig``'s
+    ``gate_population``, ``antisd.method.guard``); ``state_dict`` goes into the driver's checkpoint."""
 
     kind: str = "teacher_entropy"
     params: dict[str, Any] = field(default_factory=dict)
+    token_term_rollouts: str = "all"
+    population: str = "token_term"
 
     def __post_init__(self) -> None:
         self.gate: SchmittGate = make_gate(self.kind, **self.params)
 
-    @staticmethod
-    def statistic(batch: Mapping[str, torch.Tensor]) -> float:
-        """Mean of ``TEACHER_ENTROPY`` over response tokens of rollouts with a context (NaN when there are none);
+    def statistic(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """Mean of ``TEACHER_ENTROPY`` over the response tokens of the gate's population (NaN when there are none);
         non-finite entropies are left out, as the trainer does."""
-        mask = batch["response_mask"].bool() & batch[CONTEXT_MASK].bool()[:, None]
+        roles = rollout_roles(batch[CONTEXT_MASK], _correct(batch, self.token_term_rollouts),
+                              rollouts=self.token_term_rollouts, gate_population=self.population)
+        mask = batch["response_mask"].bool() & roles.gate[:, None]
         values = batch[TEACHER_ENTROPY][mask].float()
         values = values[torch.isfinite(values)]
         return float(values.mean()) if values.numel() else float("nan")

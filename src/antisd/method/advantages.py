@@ -128,27 +128,42 @@ def token_term_statistics(
         "pmi/nonfinite_frac": _pair(term.n_nonfinite, n_ctx + term.n_nonfinite),
     }
     if term.seq_adv is not None:
-        tt = term.token_term.abs()  # (B, T), 0 outside ctx_mask
-        seq_abs = term.seq_adv.abs()[:, None].expand_as(f)  # (B, T)
-        out["token_term/size_ratio"] = _pair(tt.sum(), (seq_abs * f).sum())
-        out["token_term/abs_mean"] = _pair(tt.sum(), n_ctx)
-        out["token_term/active"] = _pair((tt > 0).any().float(), torch.ones((), device=tt.device))
-        if rollout_correct is not None:
-            wrong = token_mask & ~rollout_correct.bool().to(token_mask.device)[:, None]  # (B, T)
-            w = wrong.float()
-            out["token_term/wrong_nonzero_frac"] = _pair(((tt > 0).float() * w).sum(), w.sum())
-            out["token_term/wrong_abs_mean"] = _pair((tt * w).sum(), w.sum())
+        out.update(_size_statistics(term, token_mask, rollout_correct))
     if student_entropy is not None:  # the same keys on every process (they are summed across processes)
-        keep = ctx_mask & torch.isfinite(student_entropy)  # (B, T)
-        ent = student_entropy.float()
-        thr = torch.quantile(ent[keep], 1.0 - fork_quantile) if keep.any() else torch.zeros(())
-        fork_mask = keep & (ent >= thr)  # (B, T)
-        for name, mask in (("fork", fork_mask), ("nonfork", keep & ~fork_mask)):
-            w = mask.float()
-            out[f"{name}/pmi_mean"] = _pair((u * w).sum(), w.sum())
-            out[f"{name}/signal_mean"] = _pair((delta * w).sum(), w.sum())
-        out["fork/signal_mass_frac"] = _pair((delta.abs() * fork_mask).sum(), (delta.abs() * keep).sum())
-        out["fork/entropy_threshold"] = _pair(thr, keep.any().float())
+        out.update(_fork_statistics(term, student_entropy, fork_quantile))
+    return out
+
+
+def _size_statistics(term: TokenTerm, token_mask: torch.Tensor, rollout_correct: torch.Tensor | None,
+                     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """token_term/* of ``token_term_statistics``: the term's size against A_i^seq, and on wrong rollouts."""
+    f = term.ctx_mask.float()
+    tt = term.token_term.abs()  # (B, T), 0 outside ctx_mask
+    seq_abs = term.seq_adv.abs()[:, None].expand_as(f)  # (B, T)
+    out = {"token_term/size_ratio": _pair(tt.sum(), (seq_abs * f).sum()),
+           "token_term/abs_mean": _pair(tt.sum(), f.sum()),
+           "token_term/active": _pair((tt > 0).any().float(), torch.ones((), device=tt.device))}
+    if rollout_correct is not None:
+        w = (token_mask & ~rollout_correct.bool().to(token_mask.device)[:, None]).float()  # (B, T) wrong rollouts
+        out["token_term/wrong_nonzero_frac"] = _pair(((tt > 0).float() * w).sum(), w.sum())
+        out["token_term/wrong_abs_mean"] = _pair((tt * w).sum(), w.sum())
+    return out
+
+
+def _fork_statistics(term: TokenTerm, student_entropy: torch.Tensor, fork_quantile: float,
+                     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """fork/* and nonfork/* of ``token_term_statistics``: u and delta on high-entropy (fork) tokens vs the rest."""
+    keep = term.ctx_mask & torch.isfinite(student_entropy)  # (B, T)
+    ent = student_entropy.float()
+    thr = torch.quantile(ent[keep], 1.0 - fork_quantile) if keep.any() else torch.zeros(())
+    fork_mask = keep & (ent >= thr)  # (B, T)
+    out = {}
+    for name, mask in (("fork", fork_mask), ("nonfork", keep & ~fork_mask)):
+        w = mask.float()
+        out[f"{name}/pmi_mean"] = _pair((term.u * w).sum(), w.sum())
+        out[f"{name}/signal_mean"] = _pair((term.delta * w).sum(), w.sum())
+    out["fork/signal_mass_frac"] = _pair((term.delta.abs() * fork_mask).sum(), (term.delta.abs() * keep).sum())
+    out["fork/entropy_threshold"] = _pair(thr, keep.any().float())
     return out
 
 

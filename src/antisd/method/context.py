@@ -229,6 +229,28 @@ def render_prompt(prompt: Prompt, solution: str, feedback: str, template: str) -
     return out
 
 
+def _choose_solution(config: ContextConfig, siblings: list[int], completions: Sequence[str], rng: random.Random,
+                     solution: str | None, answer: str | None) -> tuple[Source, str, int | None, bool] | None:
+    """The first of ``config.sources`` that gives rollout i a solution: (source, text, sibling index, cut) or None.
+
+    ``siblings``: the verified rollouts of i's group (else of its problem's other groups); one is drawn from
+    ``rng`` whenever there is any, so the draws do not depend on what the later sources would give."""
+    for src in config.sources:
+        if src == "sibling" and siblings:
+            j = siblings[rng.randrange(len(siblings))]
+            if config.sibling_format == "answer" and _nonempty(answer):
+                return "sibling", config.answer_template.format(answer=answer.strip()), j, False
+            text, cut = clean_solution(completions[j], config)
+            if text:
+                return "sibling", text, j, cut
+        elif src == "dataset" and _nonempty(solution):
+            text, cut = clean_solution(solution, config)
+            return "dataset", text, None, cut
+        elif src == "answer" and _nonempty(answer):
+            return "answer", config.answer_template.format(answer=answer.strip()), None, False
+    return None
+
+
 def build_teacher_contexts(
     prompts: Sequence[Prompt],
     completions: Sequence[str],
@@ -266,27 +288,10 @@ def build_teacher_contexts(
     out: list[TeacherContext] = []
     for i in range(n):
         feedback = config.feedback_correct if correct[i] else config.feedback_incorrect
-        chosen: tuple[Source, str, int | None, bool] | None = None
-        for src in config.sources:
-            if src == "sibling":
-                cands = [j for j in by_group[group_ids[i]] if j != i]
-                if not cands:
-                    cands = [j for j in by_problem[problem_ids[i]] if j != i and group_ids[j] != group_ids[i]]
-                if cands:
-                    j = cands[rng.randrange(len(cands))]
-                    if config.sibling_format == "answer" and answers is not None and _nonempty(answers[i]):
-                        chosen = ("sibling", config.answer_template.format(answer=answers[i].strip()), j, False)
-                    else:
-                        text, cut = clean_solution(completions[j], config)
-                        if text:
-                            chosen = ("sibling", text, j, cut)
-            elif src == "dataset" and solutions is not None and _nonempty(solutions[i]):
-                text, cut = clean_solution(solutions[i], config)
-                chosen = ("dataset", text, None, cut)
-            elif src == "answer" and answers is not None and _nonempty(answers[i]):
-                chosen = ("answer", config.answer_template.format(answer=answers[i].strip()), None, False)
-            if chosen is not None:
-                break
+        siblings = [j for j in by_group[group_ids[i]] if j != i] or [
+            j for j in by_problem[problem_ids[i]] if j != i and group_ids[j] != group_ids[i]]
+        chosen = _choose_solution(config, siblings, completions, rng,
+                                  None if solutions is None else solutions[i], None if answers is None else answers[i])
         if chosen is None:
             out.append(TeacherContext(prompt=None, source="none", correct=correct[i]))
             continue

@@ -33,7 +33,7 @@ Ceiling (project addition, the "two-sided gate" guard of docs/method.md, Eq. 9).
 ``ceiling_ratio * H_warm``, and an off gate that left through the ceiling turns back on when
 the statistic has come back to ``<= H_warm / up_ratio``. The canonical gate only watches the
 teacher's entropy falling; when the policy drifts to text the privileged teacher rejects, the
-teacher's entropy rises instead and the one-sided gate stays on (issue 15).
+teacher's entropy rises instead and the one-sided gate stays on (docs/benchmarks.md, the robustness study).
 
 Non-finite statistics (NaN/inf: an empty response, a dead model) never reach lambda: the gate
 keeps its state, counts them in ``n_nonfinite`` and returns the lambda of its current state;

@@ -1,5 +1,5 @@
 """Exploitation monitor: says, during training and in the report, when the policy is gaining token-term
-advantage by writing what the privileged teacher rejects (docs/method.md, "Guards"; issue 15).
+advantage by writing what the privileged teacher rejects (docs/method.md, "Guards").
 
 The failure it watches for (measured in the toy world, docs/benchmarks.md): -phi(u) > 0 on every
 token the teacher finds less likely than the student does, so a policy can raise its advantage by
