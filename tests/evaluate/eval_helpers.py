@@ -45,7 +45,7 @@ def hand_built(path: Path) -> Path:
 
 
 def toy_config(model: Path, data: Path, out: Path, **overrides) -> EvalConfig:
-    spec = f"?problem=question&answer=final&id=uid&solution="
+    spec = "?problem=question&answer=final&id=uid&solution="
     kwargs = {"models": [str(model)], "benchmarks": [f"toy={data}{spec}&k=2", f"toy3={data}{spec}&k=3"],
               "limit": 2, "batch_size": 2, "max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0,
               "output_dir": str(out), "show_progress": False, "plot": False}

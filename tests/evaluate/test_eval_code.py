@@ -8,6 +8,7 @@ import json
 import pytest
 
 import antisd.evaluate.code as evcode
+import antisd.evaluate.run as run_module
 from antisd.rewards.code import load_tasks
 from antisd.evaluate import EvalConfig, EvalError, main, parse_benchmark, run_eval
 from antisd.evaluate.generation import Sample
@@ -124,7 +125,7 @@ class ScriptedGenerator:
 def test_generated_samples_are_scored_resumed_and_reported(tiny_model_path, tmp_path, monkeypatch):
     tasks = load_tasks("humaneval_plus")[:2] + load_tasks("mbpp_plus")[:2]
     calls = []
-    monkeypatch.setattr(evcode, "make_generator", lambda *a: ScriptedGenerator(tasks, calls))
+    monkeypatch.setattr(run_module, "make_generator", lambda *a: ScriptedGenerator(tasks, calls))
     cfg = EvalConfig(models=[f"m={tiny_model_path}"], benchmarks=["humaneval_plus?k=3", "mbpp_plus"], n_samples=3,
                      limit=2, batch_size=3, output_dir=str(tmp_path), show_progress=False, plot=False, code_workers=2)
     summary = run_eval(cfg)
@@ -154,7 +155,10 @@ def test_generated_samples_are_scored_resumed_and_reported(tiny_model_path, tmp_
 
 
 def test_the_tiny_model_samples_code_benchmarks_next_to_maths(tiny_model_path, toy_data, tmp_path, monkeypatch):
+    """One runner loop: the model is loaded once for its maths and code benchmarks, and both resume."""
     counter = CountCalls(monkeypatch)
+    loads, make = [], run_module.make_generator
+    monkeypatch.setattr(run_module, "make_generator", lambda *a: loads.append(a[2]) or make(*a))
     spec = "?problem=question&answer=final&id=uid&solution="
     cfg = EvalConfig(models=[str(tiny_model_path)], benchmarks=[f"toy={toy_data}{spec}", f"toy3={toy_data}{spec}",
                                                               "humaneval_plus"],
@@ -167,6 +171,7 @@ def test_the_tiny_model_samples_code_benchmarks_next_to_maths(tiny_model_path, t
     assert summary.row(label, "mean")["n_problems"] == 2  # the maths benchmarks only
     code_row = summary.row(label, "humaneval_plus:base")
     assert code_row["n_samples"] == 2 and code_row["mean_tokens"] <= 6
+    assert loads == [str(tiny_model_path)]
     calls = counter.calls
     run_eval(cfg)
-    assert counter.calls == calls  # every problem and task was finished: nothing generated again
+    assert counter.calls == calls and len(loads) == 1  # every problem and task was finished: nothing loaded again

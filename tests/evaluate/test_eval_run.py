@@ -158,27 +158,28 @@ def test_an_id_column_that_repeats_an_id_is_refused(tiny_model_path, tmp_path, c
 def test_a_kill_mid_write_resumes_to_byte_identical_files(tiny_model_path, tmp_path, monkeypatch):
     """Chunks of two problems (k=2, batch 4), the second chunk torn after its first problem and a half line:
     the rerun draws that chunk whole again and the files equal an uninterrupted run's, byte for byte."""
-    import antisd.evaluate.run as run_module
+    from antisd.evaluate.samples import SamplesFile
 
     texts = [f"What is {i} + 1?" for i in range(5)] + ["What is 0 + 1?"]
     data = write_jsonl(tmp_path / "d.jsonl", _rows(texts, ids=False))
     bench = f"d={data}?k=2"
     _eval(tiny_model_path, tmp_path / "full", bench)
-    calls, append = [], run_module.append_records
+    calls, append = [], SamplesFile.append
 
-    def torn_append(path, records):
+    def torn_append(self, records):
+        records = list(records)
         calls.append(len(records))
         if len(calls) == 2:
             lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
-            with open(path, "a", encoding="utf-8") as f:
+            with open(self.path, "a", encoding="utf-8") as f:
                 f.write("".join(lines[:2]) + lines[2][:25])
             raise KeyboardInterrupt("killed mid-write")
-        append(path, records)
+        append(self, records)
 
-    monkeypatch.setattr(run_module, "append_records", torn_append)
+    monkeypatch.setattr(SamplesFile, "append", torn_append)
     with pytest.raises(KeyboardInterrupt):
         _eval(tiny_model_path, tmp_path / "killed", bench)
-    monkeypatch.setattr(run_module, "append_records", append)
+    monkeypatch.setattr(SamplesFile, "append", append)
     _eval(tiny_model_path, tmp_path / "killed", bench)
     for name in ("m__d.jsonl", "m__d.config.json"):
         assert (tmp_path / "killed" / "samples" / name).read_bytes() == (tmp_path / "full" / "samples" / name).read_bytes()

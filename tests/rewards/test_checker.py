@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from antisd.rewards import MAX_ANSWER_CHARS, Outcome, RewardStats, check_answer, checker, math_reward
 from antisd.rewards.pool import WORKER_SCRIPT
-from antisd.rewards.reward import _COUNTER_OF
+from antisd.rewards.reward import RewardStats
 
 from reward_helpers import PATHOLOGICAL
 
@@ -75,7 +75,7 @@ def test_incorrect_pairs(completion: str, gold: str, outcome: Outcome) -> None:
     stats = RewardStats()
     assert math_reward(completion, gold, stats=stats) == 0.0
     assert check_answer(completion, gold) is outcome
-    assert getattr(stats, _COUNTER_OF[outcome]) == stats.n_calls == 1
+    assert getattr(stats, RewardStats.OUTCOMES[outcome]) == stats.n_calls == 1
 
 
 @pytest.mark.parametrize("answer, parses", [

@@ -26,6 +26,25 @@ def test_stats_as_dict() -> None:
     assert other == stats
 
 
+def test_reward_stats_is_the_shared_outcome_counter_with_the_same_metric_names() -> None:
+    from antisd.rewards.code.extract import CodeStats
+    from antisd.rewards.counts import OutcomeCounts
+
+    stats = RewardStats()
+    stats.record(Outcome.CORRECT)
+    stats.record(Outcome.TIMEOUT)
+    assert isinstance(stats, OutcomeCounts) and (stats.n_calls, stats.n_correct, stats.n_timeouts) == (2, 1, 1)
+    assert list(stats.as_dict()) == [f"reward/{name}" for name in (
+        "n_calls", "accuracy", "wrong_frac", "no_answer_frac", "unclosed_box_frac", "format_violation_frac",
+        "gold_unparseable_frac", "pred_unparseable_frac", "timeout_frac", "error_frac")]
+    assert stats.as_dict("math_reward")["math_reward/timeout_frac"] == 0.5
+    with pytest.raises(TypeError, match="takes the outcome and 0 flag"):
+        stats.record(Outcome.CORRECT, True)
+    with pytest.raises(TypeError, match="cannot merge a CodeStats into a RewardStats"):
+        stats.merge(CodeStats())
+    assert stats.n_calls == 2
+
+
 @pytest.mark.parametrize("timeout_s", [0.0, -1.0, float("inf"), float("nan")])
 def test_bad_timeout_is_a_programming_error(timeout_s: float) -> None:
     with pytest.raises(ValueError, match="timeout_s"):

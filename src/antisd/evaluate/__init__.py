@@ -29,6 +29,12 @@ GPU:  antisd eval --models Qwen/Qwen3-8B grpo=runs/grpo/checkpoint-200 \\
           --benchmarks aime24 aime25 aime26 hmmt25 minerva --max_new_tokens 32768
       (python -m antisd.evaluate ... works the same; docs/evaluation.md has the details)
 
+Layout: ``benchmarks`` (presets, specs, loading), ``generation`` (seeded sampling), ``samples``
+(``SamplesFile``: one samples file, read once, resumed, appended, rewritten atomically), ``results``
+(scoring, fingerprints, re-scoring), ``tasks`` (the protocol of a benchmark kind), ``maths`` and
+``code`` (the two kinds), ``run`` (the one runner loop over models x benchmarks, and the command),
+``summary`` (tables and plot), ``callback`` (evaluation during training).
+
 Inside training, ``EvalCallback`` samples a held-out problem list every N steps with the
 training model and logs ``eval/avg@k`` and ``eval/pass@k`` through the trainer's ``log``.
 """
@@ -48,7 +54,9 @@ from antisd.evaluate.benchmarks import (
 )
 from antisd.evaluate.callback import EvalCallback, attach_eval_callback
 from antisd.evaluate.config import EvalConfig, build_parser, model_label, parse_args
+from antisd.evaluate.code import CodeKind
 from antisd.evaluate.generation import (
+    MathRows,
     Sample,
     TransformersGenerator,
     VLLMGenerator,
@@ -60,6 +68,7 @@ from antisd.evaluate.generation import (
     sample_problems,
     seed_for,
 )
+from antisd.evaluate.maths import MathsKind
 from antisd.evaluate.results import (
     RESULTS_VERSION,
     check_gold,
@@ -72,16 +81,19 @@ from antisd.evaluate.results import (
     score_completion,
     score_results,
 )
-from antisd.evaluate.run import EvalSummary, main, run_eval
-from antisd.evaluate.summary import format_markdown, plot_pass_at_k, summarize, write_summary
+from antisd.evaluate.run import EvalSummary, main, run_eval, run_models
+from antisd.evaluate.samples import SamplesFile
+from antisd.evaluate.summary import benchmark_row, format_markdown, plot_pass_at_k, summarize, write_summary
+from antisd.evaluate.tasks import EvalKind, EvalTask
 
 __all__ = [
     "DATA_DIR_ENV", "GSM8K_FINAL_COLUMN", "PAPER_BENCHMARKS", "PRESETS", "RESULTS_VERSION",
-    "Benchmark", "EvalCallback", "EvalConfig", "EvalError", "EvalSummary", "Preset", "Sample",
-    "TransformersGenerator", "VLLMGenerator", "attach_eval_callback", "build_parser", "check_gold",
-    "complete_problems", "fingerprint", "format_markdown", "gsm8k_final_answer", "load_benchmark",
-    "load_tokenizer", "main", "make_generator", "meta_path", "model_label", "parse_args",
-    "parse_benchmark", "plot_pass_at_k", "prepare_results", "preset_benchmark", "prompt_ids",
-    "read_records", "release_generator", "resolve_backend", "results_path", "run_eval",
-    "sample_problems", "score_completion", "score_results", "seed_for", "summarize", "write_summary",
+    "Benchmark", "CodeKind", "EvalCallback", "EvalConfig", "EvalError", "EvalKind", "EvalSummary", "EvalTask",
+    "MathRows", "MathsKind", "Preset", "Sample", "SamplesFile", "TransformersGenerator", "VLLMGenerator",
+    "attach_eval_callback", "benchmark_row", "build_parser", "check_gold", "complete_problems", "fingerprint",
+    "format_markdown", "gsm8k_final_answer", "load_benchmark", "load_tokenizer", "main", "make_generator",
+    "meta_path", "model_label", "parse_args", "parse_benchmark", "plot_pass_at_k", "prepare_results",
+    "preset_benchmark", "prompt_ids", "read_records", "release_generator", "resolve_backend", "results_path",
+    "run_eval", "run_models", "sample_problems", "score_completion", "score_results", "seed_for", "summarize",
+    "write_summary",
 ]

@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from antisd.evaluate.generation import TransformersGenerator, sample_problems
-from antisd.evaluate.summary import _benchmark_row
+from antisd.evaluate.summary import benchmark_row
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
 
@@ -80,7 +80,7 @@ class EvalCallback(TrainerCallback):
         scored = self.sample(model, tokenizer)
         records = [{"model": "m", "benchmark": "b", "problem_id": pid, "n_samples": self.k, **r}
                    for pid, rows in scored.items() for r in rows]
-        row = _benchmark_row("m", "b", records)
+        row = benchmark_row("m", "b", records)
         assert row is not None, "every held-out problem has k samples"
         p = self.prefix
         return {f"{p}avg@{self.k}": row["avg@k"], f"{p}pass@{self.k}": row[f"pass@{self.k}"],

@@ -235,23 +235,47 @@ def _draw(generator: Any, ids: list[list[int]], pids: list[str], *, k: int, batc
     return samples
 
 
+class MathRows:
+    """Scores one maths problem's samples (`RowMaker`): per sample its index, completion, tokens, truncation,
+    ``score_completion``'s fields against the problem's answer, and the gold check of that answer (made once per
+    distinct answer)."""
+
+    def __init__(self, timeout_s: float = 5.0, extraction: str = "strict") -> None:
+        self.timeout_s, self.extraction = timeout_s, extraction
+        self.gold: dict[str, str] = {}
+
+    def __call__(self, problem: Mapping[str, Any], samples: Sequence[Sample]) -> list[dict[str, Any]]:
+        answer = str(problem["answer"])
+        if answer not in self.gold:
+            self.gold[answer] = check_gold(answer, self.timeout_s)
+        return [{"sample_index": i, "completion": s.text, "n_tokens": s.n_tokens, "truncated": s.truncated,
+                 **score_completion(s.text, answer, self.timeout_s, self.extraction), "gold_check": self.gold[answer]}
+                for i, s in enumerate(samples)]
+
+
+RowMaker = Callable[[Mapping[str, Any], Sequence[Sample]], list[dict[str, Any]]]
+"""Turns the k samples drawn for one problem into its k records (maths: `MathRows`; code: the program of each)."""
+
+
 def sample_problems(generator: Any, problems: Sequence[Mapping[str, Any]], *, k: int, batch_size: int, seed: int,
                     tag: str, timeout_s: float = 5.0, done: Iterable[str] = (), extraction: str = "strict",
                     on_chunk: Callable[[list[tuple[Mapping[str, Any], list[dict[str, Any]]]]], None] | None = None,
-                    progress: Any = None) -> dict[str, list[dict[str, Any]]]:
-    """Sample and score k completions for every problem not in `done`; problem_id -> k scored samples.
+                    progress: Any = None, rows: RowMaker | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Sample k completions for every problem not in `done` and make its records; problem_id -> its k records.
 
-    Sample i of problem p is seeded by ``seed_for(seed, tag, p, i)`` (``sample_seeds``). Chunks are fixed
-    slices of `problems` (batch_size // k problems, or one problem in ceil(k / batch_size) calls when
-    k > batch_size); a chunk with any problem left is generated whole, so that a resumed run forms the
-    batches of an uninterrupted one, and only its unfinished problems are scored and passed to
-    `on_chunk` (to append them to disk). Problem ids must be distinct (ValueError otherwise).
+    `problems`: mappings with ``problem_id`` and ``prompt`` (chat messages or text), and what `rows` reads.
+    `rows` makes one problem's records from its samples (default: ``MathRows(timeout_s, extraction)``, which
+    scores them against ``answer``). Sample i of problem p is seeded by ``seed_for(seed, tag, p, i)``
+    (``sample_seeds``). Chunks are fixed slices of `problems` (batch_size // k problems, or one problem in
+    ceil(k / batch_size) calls when k > batch_size); a chunk with any problem left is generated whole, so that
+    a resumed run forms the batches of an uninterrupted one, and only its unfinished problems get records and
+    are passed to `on_chunk` (to append them to disk). Problem ids must be distinct (ValueError otherwise).
     """
     _check_unique_ids(problems)
     done = set(done)
+    make_rows = rows if rows is not None else MathRows(timeout_s, extraction)
     per_chunk = max(1, batch_size // k)
-    gold_cache: dict[str, str] = {}
-    scored: dict[str, list[dict[str, Any]]] = {}
+    made: dict[str, list[dict[str, Any]]] = {}
     for first in range(0, len(problems), per_chunk):
         chunk_problems = problems[first:first + per_chunk]
         pending = [str(p["problem_id"]) not in done for p in chunk_problems]
@@ -262,16 +286,9 @@ def sample_problems(generator: Any, problems: Sequence[Mapping[str, Any]], *, k:
                         seed=seed, tag=tag, progress=progress, counted=sum(pending))
         chunk = []
         for problem, problem_samples, todo in zip(chunk_problems, samples, pending):
-            if not todo:
-                continue
-            answer = str(problem["answer"])
-            if answer not in gold_cache:
-                gold_cache[answer] = check_gold(answer, timeout_s)
-            rows = [{"sample_index": i, "completion": s.text, "n_tokens": s.n_tokens, "truncated": s.truncated,
-                     **score_completion(s.text, answer, timeout_s, extraction), "gold_check": gold_cache[answer]}
-                    for i, s in enumerate(problem_samples)]
-            scored[str(problem["problem_id"])] = rows
-            chunk.append((problem, rows))
+            if todo:
+                made[str(problem["problem_id"])] = records = make_rows(problem, problem_samples)
+                chunk.append((problem, records))
         if on_chunk is not None:
             on_chunk(chunk)
-    return scored
+    return made

@@ -1,21 +1,21 @@
 """Results files: scoring completions, the per-sample JSONL files, their settings fingerprint, re-scoring.
 
 Crash safety: samples are appended a chunk at a time and fsynced (``append_records``); a torn last
-line or an unfinished problem is dropped on the next run (``read_records``, ``complete_problems``);
-whole-file rewrites and the settings file go through a temp file, fsync and rename.
+line or an unfinished problem is dropped on the next run (``antisd.evaluate.samples.SamplesFile``);
+whole-file rewrites and the settings file are written atomically (``antisd.files.atomic_write``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from antisd.evaluate.benchmarks import Benchmark, EvalError
+from antisd.evaluate.samples import SamplesFile, finished_groups
+from antisd.files import atomic_write, leftovers
 from antisd.rewards import Outcome, check_answer, extract_answer
 
 if TYPE_CHECKING:
@@ -54,77 +54,19 @@ def meta_path(results: Path) -> Path:
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Records of a results file; a partial last line (a crash mid-write), a bad line or a duplicate (a sample
-    already read: the same model, benchmark, problem_id and sample_index) is skipped, counted and logged."""
-    return _read_records(path)[0]
-
-
-def _read_records(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """(records, lines skipped: unreadable ones and duplicates; the next run's clean-up drops them)."""
-    records, bad, first = [], 0, {}
-    duplicates: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            try:
-                record = json.loads(line) if line.endswith("\n") else None
-            except json.JSONDecodeError:
-                record = None
-            if isinstance(record, dict) and {"problem_id", "sample_index", "correct"} <= record.keys():
-                key = (str(record.get("model")), str(record.get("benchmark")), str(record["problem_id"]),
-                       str(record["sample_index"]))
-                if key in first:  # a second copy is not a second sample
-                    duplicates.append(f"line {number} (problem {key[2]} sample {key[3]}, first on line {first[key]})")
-                    continue
-                first[key] = number
-                records.append(record)
-            elif line.strip():
-                bad += 1
-    if bad:
-        logger.warning("%s: skipped %d unreadable line(s) (an interrupted write?)", path, bad)
-    if duplicates:
-        logger.warning("%s: skipped %d duplicate line(s), each a sample already read: %s%s", path, len(duplicates),
-                       ", ".join(duplicates[:5]), " ..." if len(duplicates) > 5 else "")
-    return records, bad + len(duplicates)
+    already read: the same model, benchmark, problem_id and sample_index) is skipped, counted and logged
+    (``SamplesFile.records``)."""
+    return SamplesFile(path).records()
 
 
 def complete_problems(records: Iterable[Mapping[str, Any]], k: int) -> dict[str, list[Mapping[str, Any]]]:
     """problem_id -> its k records in sample order, for problems with exactly samples 0..k-1."""
-    by_problem: dict[str, dict[int, Mapping[str, Any]]] = defaultdict(dict)
-    for record in records:
-        by_problem[str(record["problem_id"])][int(record["sample_index"])] = record
-    return {pid: [s[i] for i in range(k)] for pid, s in by_problem.items() if set(s) == set(range(k))}
-
-
-def _jsonl(records: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace `path` by `text`: a temp file beside it, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Replace `path` atomically."""
-    _write_atomic(path, _jsonl(records))
+    return finished_groups(records, k)
 
 
 def append_records(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append records to `path` (one JSON line each) and fsync. A crash part-way leaves a prefix of the lines,
-    perhaps a torn last one, which ``read_records`` skips and the next run's clean-up drops."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(_jsonl(records))
-        f.flush()
-        os.fsync(f.fileno())
+    """Append records to `path` (one JSON line each) and fsync (``SamplesFile.append``)."""
+    SamplesFile(path).append(records)
 
 
 def fingerprint(cfg: EvalConfig, label: str, model_path: str, bench: Benchmark) -> dict[str, Any]:
@@ -148,8 +90,9 @@ def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recor
     are then drawn from the same seeds, but batched kernels may round differently (docs/reliability.md).
     """
     meta = meta_path(path)
-    for leftover in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{meta.name}.tmp-*")]:
-        leftover.unlink(missing_ok=True)  # a rewrite a crash interrupted (the file itself is whole)
+    SamplesFile(path).clean_leftovers()  # rewrites a crash interrupted (the files themselves are whole)
+    for leftover in leftovers(meta):
+        leftover.unlink(missing_ok=True)
     if overwrite:
         for p in (path, meta):
             p.unlink(missing_ok=True)
@@ -177,7 +120,7 @@ def prepare_results(path: Path, fp: Mapping[str, Any], *, overwrite: bool, recor
     if path.exists():
         raise EvalError(f"{path} exists without its settings file {meta.name}; pass --overwrite to discard it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(meta, json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n")
+    atomic_write(meta, json.dumps({"fingerprint": dict(fp), "recorded": dict(recorded)}, indent=2) + "\n")
 
 
 def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = True,
@@ -191,7 +134,8 @@ def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = Tru
     out: list[dict[str, Any]] = []
     gold_cache: dict[str, str] = {}
     for file in files:
-        records = read_records(file)
+        samples = SamplesFile(file)
+        records = samples.records()
         for record in records:
             answer = str(record["answer"])
             if answer not in gold_cache:
@@ -199,7 +143,7 @@ def score_results(path: str | Path, *, timeout_s: float = 5.0, write: bool = Tru
             record.update(score_completion(str(record.get("completion") or ""), answer, timeout_s, extraction),
                           gold_check=gold_cache[answer])
         if write:
-            _write_jsonl(file, records)
+            samples.rewrite(records)
         logger.info("Re-scored %d samples in %s", len(records), file)
         out.extend(records)
     return out

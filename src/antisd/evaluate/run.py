@@ -1,24 +1,29 @@
-"""run_eval (every model x benchmark, resuming finished problems) and ``main``, the ``antisd eval`` command.
+"""run_eval: every model x benchmark, maths and code, through one runner loop (``run_models``), and ``main``,
+the ``antisd eval`` command.
 
-Problem identity: a local file's ``id`` column is used when no id column was named
-(``resolve_id_column``); without ids, a problem is named by a hash of its text, and a text repeated
-in the file is kept as a separate problem (``distinct_problem_ids``: ``p-<hash>``, ``p-<hash>#2``, ...);
-an id column that repeats an id is refused.
+The loop (``antisd.evaluate.tasks`` has the protocol): per model, every benchmark's settings
+fingerprint is checked and its samples file resumed (the finished problems are kept) before the
+model loads; the model is loaded once for all its unfinished benchmarks, which are sampled a chunk
+at a time (``antisd.evaluate.generation.sample_problems``, each chunk appended and fsynced); then
+every benchmark is scored into summary records. Maths problem identity: ``antisd.evaluate.maths``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antisd.data.problems import DataConfig, DataError, load_raw
-from antisd.evaluate.benchmarks import Benchmark, EvalError, load_benchmark
-from antisd.evaluate.code import is_code_benchmark, run_code_benchmarks, score_samples_file
+from antisd.cli.interrupt import install as install_sigint
+from antisd.cli.interrupt import interrupted
+from antisd.cli.validate import InputError, check_output_dir, one_line
+from antisd.data.problems import DataError
+from antisd.evaluate.benchmarks import EvalError
+from antisd.evaluate.code import CodeKind, is_code_benchmark, open_scorer, score_samples_file
 from antisd.evaluate.config import EvalConfig, parse_args
 from antisd.evaluate.generation import (
     load_tokenizer,
@@ -27,23 +32,15 @@ from antisd.evaluate.generation import (
     resolve_backend,
     sample_problems,
 )
-from antisd.evaluate.results import (
-    _read_records,
-    _write_jsonl,
-    append_records,
-    complete_problems,
-    fingerprint,
-    prepare_results,
-    read_records,
-    results_path,
-    score_results,
-)
+from antisd.evaluate.maths import MathsKind, distinct_problem_ids, resolve_id_column
+from antisd.evaluate.results import fingerprint, prepare_results, score_results
 from antisd.evaluate.summary import format_markdown, plot_pass_at_k, summarize, write_summary
-from antisd.cli.interrupt import install as install_sigint
-from antisd.cli.interrupt import interrupted
-from antisd.cli.validate import InputError, check_output_dir, one_line
+from antisd.evaluate.tasks import EvalKind, EvalTask
 
 logger = logging.getLogger("antisd.evaluate")  # one logger name for every submodule of the package
+
+__all__ = ["EvalSummary", "check_chat_templates", "distinct_problem_ids", "eval_kept", "main", "resolve_id_column",
+           "run_eval", "run_models", "sample_task"]
 
 
 @dataclass
@@ -68,70 +65,45 @@ def _finish(rows: list[dict[str, Any]], cfg: EvalConfig, files: dict[str, Path])
     return EvalSummary(rows, files)
 
 
-def resolve_id_column(bench: Benchmark) -> Benchmark:
-    """`bench` with ``id_column="id"`` when none was named and its source is a local file (or folder) that has
-    an ``id`` column; else `bench` unchanged."""
-    if bench.id_column is not None or not Path(bench.source).expanduser().exists():
-        return bench
-    columns = load_raw(DataConfig(dataset_name=bench.source, dataset_split=bench.split)).column_names
-    if "id" not in columns:
-        return bench
-    logger.info("%s: problems are named by the file's id column", bench.name)
-    return dataclasses.replace(bench, id_column="id")
-
-
-def distinct_problem_ids(problems: list[dict[str, Any]], bench: Benchmark) -> list[dict[str, Any]]:
-    """`problems` with one id each: without an id column, the n-th repeat (n >= 2, file order) of a problem
-    text gets ``<text id>#n``; an id column that repeats an id raises EvalError naming it."""
-    seen: dict[str, int] = {}
-    out = []
-    for i, problem in enumerate(problems):
-        pid = str(problem["problem_id"])
-        count = seen[pid] = seen.get(pid, 0) + 1
-        if count > 1:
-            if bench.id_column is not None:
-                raise EvalError(f"benchmark {bench.name}: id {pid!r} (column {bench.id_column!r}) is used by more "
-                                f"than one row (again at problem {i}); give every problem its own id")
-            problem = {**problem, "problem_id": f"{pid}#{count}"}
-        out.append(problem)
-    repeats = len(problems) - len(seen)
-    if repeats:
-        logger.warning("%s: %d problem text(s) repeat an earlier one; each repeat is a separate problem (<id>#2, ...)",
-                       bench.name, repeats)
-    return out
-
-
-def _eval_benchmark(cfg: EvalConfig, generator: Any, label: str, bench: Benchmark, problems: list[dict[str, Any]],
-                    path: Path, done: set[str], batch_size: int) -> None:
-    """Sample the unfinished problems of one model x benchmark, appending each chunk to `path`."""
+def sample_task(cfg: EvalConfig, generator: Any, label: str, task: EvalTask, done: set[str], batch_size: int) -> None:
+    """Sample the unfinished problems of one model x benchmark, appending each chunk to its samples file."""
     from tqdm.auto import tqdm
 
-    k = cfg.samples_for(bench)
-    pending = sum(str(p["problem_id"]) not in done for p in problems)
-    with tqdm(total=pending * k, desc=f"{label} {bench.name}", unit="sample", disable=not cfg.show_progress,
+    pending = sum(str(p["problem_id"]) not in done for p in task.problems)
+    with tqdm(total=pending * task.k, desc=f"{label} {task.bench.name}", unit="sample", disable=not cfg.show_progress,
               dynamic_ncols=True) as bar:
         def append(chunk: list[tuple[Mapping[str, Any], list[dict[str, Any]]]]) -> None:
-            append_records(path, [{"model": label, "benchmark": bench.name, "problem_id": str(problem["problem_id"]),
-                                   "n_samples": k, "answer": str(problem["answer"]), **row}
-                                  for problem, rows in chunk for row in rows])
+            task.samples.append([record for _, records in chunk for record in records])
 
-        sample_problems(generator, problems, k=k, batch_size=batch_size, seed=cfg.seed, tag=bench.name,
-                        timeout_s=cfg.verify_timeout_s, done=done, on_chunk=append, progress=bar,
-                        extraction=cfg.answer_extraction)
+        sample_problems(generator, task.problems, k=task.k, batch_size=batch_size, seed=cfg.seed, tag=task.bench.name,
+                        done=done, on_chunk=append, progress=bar, rows=task.rows)
 
 
-def _existing(path: Path, k: int) -> set[str]:
-    """Finished problem ids in `path`; rewrites it without partial problems or broken lines."""
-    if not path.exists():
-        return set()
-    records, bad = _read_records(path)
-    complete = complete_problems(records, k)
-    kept = [r for rows in complete.values() for r in rows]
-    if bad or len(kept) != len(records):
-        logger.info("%s: dropping %d sample(s) of unfinished problems and %d broken line(s)", path,
-                    len(records) - len(kept), bad)
-        _write_jsonl(path, kept)
-    return set(complete)
+def run_models(cfg: EvalConfig, kinds: Sequence[EvalKind], backend: str,
+               batch_size: int) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Every model x benchmark of every kind: check, resume, sample (one model load per model), score;
+    (summary rows of each kind in turn, files written)."""
+    records: list[list[dict[str, Any]]] = [[] for _ in kinds]
+    files: list[dict[str, Path]] = [{} for _ in kinds]
+    for label, model_path in cfg.model_specs():
+        tasks = [(i, kind.task(label, model_path, bench)) for i, kind in enumerate(kinds) for bench in kind.benches]
+        for _, task in tasks:  # every fingerprint is checked before the model loads
+            prepare_results(task.samples.path, fingerprint(cfg, label, model_path, task.bench), overwrite=cfg.overwrite,
+                            recorded={"backend": backend, "dtype": cfg.dtype, "batch_size": batch_size})
+        done = [task.samples.resume(task.k) for _, task in tasks]
+        todo = [(task, finished) for (_, task), finished in zip(tasks, done)
+                if any(str(p["problem_id"]) not in finished for p in task.problems)]
+        if todo:
+            logger.info("Model %s (%s): %d benchmark(s) to sample with %s", label, model_path, len(todo), backend)
+            generator = make_generator(cfg, backend, model_path, load_tokenizer(model_path, cfg.trust_remote_code))
+            for task, finished in todo:
+                sample_task(cfg, generator, label, task, finished, batch_size)
+            release_generator(generator)
+        for i, task in tasks:
+            records[i].extend(task.records())
+            files[i].update(task.files())
+    rows = [row for kind, mine in zip(kinds, records) for row in kind.summarize(mine)]
+    return rows, {name: path for mine in files for name, path in mine.items()}
 
 
 def check_chat_templates(cfg: EvalConfig) -> None:
@@ -165,33 +137,15 @@ def run_eval(cfg: EvalConfig) -> EvalSummary:
     backend = resolve_backend(cfg.backend)
     check_chat_templates(cfg)
     batch_size = cfg.batch_size or (4096 if backend == "vllm" else 64)
-    code_benches = [b for b in cfg.benchmark_specs() if is_code_benchmark(b)]
-    benches = [resolve_id_column(b) for b in cfg.benchmark_specs() if not is_code_benchmark(b)]
-    data = {b.name: distinct_problem_ids([dict(r) for r in load_benchmark(
-        b, limit=cfg.limit, prompt_format=cfg.prompt_format, system_prompt=cfg.system_prompt)], b) for b in benches}
-    files: dict[str, Path] = {}
-    records: list[Mapping[str, Any]] = []
-    for label, model_path in cfg.model_specs():
-        paths = {b.name: results_path(cfg.output_dir, label, b.name) for b in benches}
-        for b in benches:  # every fingerprint is checked before the model loads
-            prepare_results(paths[b.name], fingerprint(cfg, label, model_path, b), overwrite=cfg.overwrite,
-                            recorded={"backend": backend, "dtype": cfg.dtype, "batch_size": batch_size})
-        done = {b.name: _existing(paths[b.name], cfg.samples_for(b)) for b in benches}
-        todo = [b for b in benches if any(str(p["problem_id"]) not in done[b.name] for p in data[b.name])]
-        if todo:
-            logger.info("Model %s (%s): %d benchmark(s) to sample with %s", label, model_path, len(todo), backend)
-            tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
-            generator = make_generator(cfg, backend, model_path, tokenizer)
-            for b in todo:
-                _eval_benchmark(cfg, generator, label, b, data[b.name], paths[b.name], done[b.name], batch_size)
-            release_generator(generator)
-        for b in benches:
-            wanted = {str(p["problem_id"]) for p in data[b.name]}
-            finished = complete_problems(read_records(paths[b.name]), cfg.samples_for(b))
-            records.extend(r for pid, rows in finished.items() if pid in wanted for r in rows)
-            files[f"samples:{label}:{b.name}"] = paths[b.name]
-    code_rows, code_files = run_code_benchmarks(cfg, code_benches, backend, batch_size)
-    return _finish(summarize(records) + code_rows, cfg, {**files, **code_files})
+    benches = cfg.benchmark_specs()
+    maths = [b for b in benches if not is_code_benchmark(b)]
+    code = [b for b in benches if is_code_benchmark(b)]
+    with ExitStack() as stack:  # the code sandbox's pool, closed at the end
+        kinds: list[EvalKind] = [MathsKind(cfg, maths)] if maths else []
+        if code:
+            kinds.append(CodeKind(cfg, code, stack.enter_context(open_scorer(cfg))))
+        rows, files = run_models(cfg, kinds, backend, batch_size)
+    return _finish(rows, cfg, files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

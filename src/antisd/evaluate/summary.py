@@ -20,7 +20,7 @@ _FAILURE_COUNTS = ("n_empty", *(f"n_{o.value}" for o in _COUNTED_OUTCOMES),
                    "n_gold_unparseable_problems", "n_gold_unverified_problems", "n_incomplete_problems")
 
 
-def _benchmark_row(model: str, benchmark: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def benchmark_row(model: str, benchmark: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """One summary row from the records of one model x benchmark (complete problems only)."""
     counts = defaultdict(int)
     for record in records:
@@ -74,7 +74,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         groups[(str(record["model"]), str(record["benchmark"]))].append(record)
-    rows = [row for (model, bench), recs in groups.items() if (row := _benchmark_row(model, bench, recs))]
+    rows = [row for (model, bench), recs in groups.items() if (row := benchmark_row(model, bench, recs))]
     models = list(dict.fromkeys(r["model"] for r in rows))
     for model in models:
         mine = [r for r in rows if r["model"] == model]

@@ -10,13 +10,16 @@ worker process (``antisd.rewards.pool``). Every call ends in exactly one `Outcom
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from antisd.rewards.checker import MAX_ANSWER_CHARS, Outcome, verify_inline
+from antisd.rewards.counts import OutcomeCounts
 from antisd.rewards.extract import EXTRACTIONS, extract_answer, is_strict_format
 from antisd.rewards.pool import VerifierPool, default_pool
 
@@ -37,11 +40,15 @@ _COUNTER_OF = {
 
 
 @dataclass
-class RewardStats:
-    """Counts of outcomes; every counter but n_calls counts one `Outcome`, and they sum to
-    n_calls. Not locked: give each thread its own and `merge` them."""
+class RewardStats(OutcomeCounts):
+    """Counts of `Outcome`s (``antisd.rewards.counts``): every counter but n_calls counts one `Outcome`, and they
+    sum to n_calls; ``as_dict`` logs ``{prefix}/n_calls``, ``{prefix}/accuracy`` and ``{prefix}/<outcome>_frac``
+    (prefix ``reward``). Not locked: give each thread its own and `merge` them."""
 
-    n_calls: int = 0
+    OUTCOMES: ClassVar[Mapping[enum.Enum, str]] = _COUNTER_OF
+    SUCCESS: ClassVar[enum.Enum | None] = Outcome.CORRECT
+    PREFIX: ClassVar[str] = "reward"
+
     n_correct: int = 0
     n_wrong: int = 0
     n_no_answer: int = 0
@@ -51,24 +58,6 @@ class RewardStats:
     n_pred_unparseable: int = 0
     n_timeouts: int = 0
     n_errors: int = 0
-
-    def record(self, outcome: Outcome) -> None:
-        self.n_calls += 1
-        name = _COUNTER_OF[outcome]
-        setattr(self, name, getattr(self, name) + 1)
-
-    def merge(self, other: RewardStats) -> None:
-        for field in fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-    def as_dict(self, prefix: str = "reward") -> dict[str, float]:
-        """``{prefix}/n_calls``, ``{prefix}/accuracy`` and ``{prefix}/<outcome>_frac`` (0.0 when empty)."""
-        n = max(self.n_calls, 1)
-        out = {f"{prefix}/n_calls": float(self.n_calls), f"{prefix}/accuracy": self.n_correct / n}
-        for outcome, name in _COUNTER_OF.items():
-            if outcome is not Outcome.CORRECT:
-                out[f"{prefix}/{outcome.value}_frac"] = getattr(self, name) / n
-        return out
 
 
 def _in_main_thread() -> bool:

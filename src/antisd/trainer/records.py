@@ -1,4 +1,5 @@
-"""Per-run records: what one training run did, as a few KB of JSON that tables are regenerated from (issue 25).
+"""Per-run records: what one training run did, as a few KB of JSON that tables are regenerated from
+(docs/benchmarks.md).
 
 A study writes one record per finished run into the repository (``results/<study>/<run>.json``);
 ``benchmarks/results_report.py`` rebuilds the documented tables from them and a test fails when a
@@ -43,6 +44,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from antisd.files import atomic_write
 
 RECORD_VERSION = 1
 # GRPOConfig / TrainingArguments fields that decide what a run computes (the AntiSD fields are all taken,
@@ -314,14 +317,11 @@ def validate_record(rec: dict, where: str = "record") -> None:
 
 
 def write_record(path: str | Path, rec: dict) -> Path:
-    """Validate and write ``rec`` atomically (a temporary file renamed into place)."""
+    """Validate and write ``rec`` atomically (``antisd.files.atomic_write``)."""
     path = Path(path)
     validate_record(rec, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(rec, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_record(path: str | Path) -> dict:

@@ -49,6 +49,11 @@ def test_stats_count_every_outcome_once():
     metrics = stats.as_dict()
     assert metrics["code_reward/accuracy"] == 0.25 and metrics["code_reward/no_code_frac"] == 0.25
     assert metrics["code_reward/extracted_frac"] == 0.75
+    assert list(metrics) == [f"code_reward/{name}" for name in (
+        "n_calls", "accuracy", "extracted_frac", "failed_frac", "timeout_frac", "no_code_frac", "empty_frac",
+        "unclosed_fence_frac", "sandbox_error_frac", "unusable_task_frac")]
+    with pytest.raises(TypeError, match=r"takes the outcome and 1 flag\(s\) \['extracted'\]; got 0"):
+        stats.record(CodeOutcome.PASSED)
 
 
 # --- Semantics pinned against the former regex implementation ------------------------------------

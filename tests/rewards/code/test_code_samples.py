@@ -84,3 +84,21 @@ def test_inline_scorer_matches_the_pool(executor, harness_config, scorer):
     inline = CodeScorer(executor, harness_config, workers=0).score_programs(pairs)
     pooled = scorer.score_programs(pairs)
     assert [r.passed() for r in inline] == [r.passed() for r in pooled] == [True, False, True]
+
+
+def test_lines_parsed_once_score_like_the_file_and_keep_their_rows(scorer, tmp_path):
+    from antisd.rewards.code.samples import parse_jsonl
+
+    neg = {"task_id": "t/neg", "solution": NEG.reference, "n_tokens": 5}
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join([json.dumps({"task_id": "t/add", "solution": ADD.reference}), "", "{bad",
+                               json.dumps(neg)]))  # a blank line, junk, and a last line without its newline
+    with open(path, encoding="utf-8") as handle:
+        parsed = list(parse_jsonl(handle))
+    assert [(line.number, line.terminated) for line in parsed] == [(1, True), (3, True), (4, False)]
+    assert parsed[1].value is None and parsed[1].error.startswith("Expecting property name")
+    from_path, from_lines = score_samples(path, [ADD, NEG], scorer), score_samples(parsed, [ADD, NEG], scorer)
+    assert from_lines.skipped == from_path.skipped and len(from_lines.skipped) == 1
+    assert from_lines.skipped[0].startswith("line 3: not JSON (Expecting property name")
+    assert from_lines.pass_at_k == from_path.pass_at_k == {"base": {1: 1.0}, "base+plus": {1: 1.0}}
+    assert from_lines.tasks["t/neg"].rows == [neg] and from_lines.tasks["t/neg"].details[0]["line"] == 4

@@ -29,7 +29,11 @@ Extraction outcomes: ``EXTRACTED``, ``NO_CODE`` (no block), ``EMPTY`` (only whit
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from antisd.rewards.counts import OutcomeCounts
 
 PYTHON_TAGS = frozenset({"", "python", "py", "python3"})
 
@@ -108,10 +112,16 @@ _COUNTERS = {outcome: f"n_{outcome.value}" for outcome in CodeOutcome}
 
 
 @dataclass
-class CodeStats:
-    """Counts of `CodeOutcome`s (they sum to n_calls) and of extractions. Not locked."""
+class CodeStats(OutcomeCounts):
+    """Counts of `CodeOutcome`s (they sum to n_calls) and of extractions (``antisd.rewards.counts``):
+    ``record(outcome, extracted)``; ``as_dict`` logs ``{prefix}/n_calls``, ``/accuracy`` (passed),
+    ``/extracted_frac`` and ``/<outcome>_frac`` (prefix ``code_reward``). Not locked."""
 
-    n_calls: int = 0
+    OUTCOMES: ClassVar[Mapping[enum.Enum, str]] = _COUNTERS
+    SUCCESS: ClassVar[enum.Enum | None] = CodeOutcome.PASSED
+    FLAGS: ClassVar[tuple[str, ...]] = ("extracted",)
+    PREFIX: ClassVar[str] = "code_reward"
+
     n_extracted: int = 0
     n_passed: int = 0
     n_failed: int = 0
@@ -121,23 +131,3 @@ class CodeStats:
     n_unclosed_fence: int = 0
     n_sandbox_error: int = 0
     n_unusable_task: int = 0
-
-    def record(self, outcome: CodeOutcome, extracted: bool) -> None:
-        self.n_calls += 1
-        self.n_extracted += int(extracted)
-        name = _COUNTERS[outcome]
-        setattr(self, name, getattr(self, name) + 1)
-
-    def merge(self, other: CodeStats) -> None:
-        for item in fields(self):
-            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
-
-    def as_dict(self, prefix: str = "code_reward") -> dict[str, float]:
-        """``{prefix}/n_calls``, ``/accuracy``, ``/extracted_frac`` and ``/<outcome>_frac``."""
-        n = max(self.n_calls, 1)
-        out = {f"{prefix}/n_calls": float(self.n_calls), f"{prefix}/accuracy": self.n_passed / n,
-               f"{prefix}/extracted_frac": self.n_extracted / n}
-        for outcome, name in _COUNTERS.items():
-            if outcome is not CodeOutcome.PASSED:
-                out[f"{prefix}/{outcome.value}_frac"] = getattr(self, name) / n
-        return out
