@@ -72,3 +72,15 @@ def test_models_are_checked_before_anything_is_written(tmp_path, capsys):
     assert "models (good)=" in err and "no such local directory" in err and err.count("\n") == 1
     assert not out.exists()
     assert EvalConfig(models=["no/such-model"], benchmarks=["aime24"]).models == ["no/such-model"]
+
+
+def test_the_toy_models_budget_gives_a_new_config_the_given_one_is_unchanged():
+    """check_models validates a new config with the toy model's response budget; it changes none."""
+    from antisd.evaluate.config import check_models
+    from antisd.toyworld.defaults import TOY_TRAIN
+
+    cfg = EvalConfig(models=["toyworld"], benchmarks=["aime24"])
+    checked = check_models(cfg)
+    assert checked.max_new_tokens == TOY_TRAIN["max_completion_length"] and cfg.max_new_tokens == 32768
+    kept = EvalConfig(models=["toyworld"], benchmarks=["aime24"], max_new_tokens=12)
+    assert check_models(kept) is kept

@@ -28,3 +28,20 @@ def test_config_reads_context_from_training_yaml(tmp_path):
         PMIConfig(model="m", dataset="d", answer_extraction="loose")
     with pytest.raises(PMIConfigError, match="template must contain"):
         PMIConfig(model="m", dataset="d", teacher_template="{prompt}")
+
+
+def test_data_options_are_the_training_ones_and_fall_back_to_their_defaults(tmp_path):
+    """The data and prompt options are antisd.data.config.DataFields, unset by default: the training YAML fills
+    them (not shuffle_seed: which problems training drew is not which ones pmi reads), else DataConfig's
+    defaults apply."""
+    from antisd.data.config import DataConfig
+
+    assert PMIConfig(model="m", dataset="d").data_config() == DataConfig(dataset_name="d")
+    y = tmp_path / "run.yaml"
+    y.write_text("model_name_or_path: m\ndataset_name: d.jsonl\nanswer_column: gt\nprompt_format: plain\n"
+                 "shuffle_seed: 3\nsystem_prompt: null\n")
+    data = PMIConfig(config=str(y), max_problems=2).data_config()
+    assert (data.dataset_name, data.answer_column, data.prompt_format, data.max_samples) == ("d.jsonl", "gt", "plain", 2)
+    assert data.shuffle_seed is None and data.system_prompt == DataConfig.system_prompt
+    with pytest.raises(PMIConfigError, match=r"prompt_format='html' is not valid; choose one of \['chat', 'plain'\]"):
+        PMIConfig(model="m", dataset="d", prompt_format="html")

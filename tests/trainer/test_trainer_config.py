@@ -1,6 +1,7 @@
 """The config layer (antisd.cli.options): YAML files, merge precedence, unknown keys with suggestions,
-bad types, env mapping, DataclassParser's conventions; the privileged-context fields declared once
-(antisd.method.context.ContextFields) and AntiSDConfig's canonical columns."""
+bad types, env mapping, DataclassParser's conventions; the field groups declared once (the privileged
+context, antisd.method.context.ContextFields; the data, antisd.data.config; the reward settings,
+antisd.cli.fields), AntiSDConfig's canonical columns and its values settled at validation, never after."""
 
 from __future__ import annotations
 
@@ -150,10 +151,16 @@ def test_run_settings_file_round_trips(tmp_path):
 # ---------------------------------------------------------------------------------------- keys and values
 
 
-def test_shared_fields_reach_every_dataclass(base_yaml):
-    m, d, _, c = parse_train_args(["--config", base_yaml, "--trust_remote_code", "true", "--answer_column", "gt"])
+def test_shared_fields_reach_every_dataclass_but_the_trainers_columns(base_yaml, caplog):
+    """--answer_column names the source data's column (DataConfig); the trainer reads the column
+    antisd.data.problems writes, whatever the flag, and a problem_id_column given anyway is logged."""
+    with caplog.at_level("WARNING", logger="antisd.cli.options"):
+        m, d, _, c = parse_train_args(["--config", base_yaml, "--trust_remote_code", "true", "--answer_column", "gt",
+                                       "--solution_column", "worked", "--problem_id_column", "uid"])
     assert m.trust_remote_code is True and c.trust_remote_code is True
-    assert d.answer_column == "gt" and c.answer_column == "gt"
+    assert (d.answer_column, d.solution_column) == ("gt", "worked")
+    assert {name: getattr(c, name) for name in CANONICAL_COLUMNS} == CANONICAL_COLUMNS
+    assert "problem_id_column='uid' is not used by antisd train" in caplog.text
 
 
 def test_unknown_keys_get_suggestions():
@@ -283,11 +290,96 @@ def test_antisd_config_builds_its_context_from_the_mixin(base_yaml):
         parse_train_args(["--config", base_yaml, "--teacher_template", "{prompt}"])
 
 
-def test_canonical_columns_are_set_explicitly(tmp_path):
-    config = AntiSDConfig(output_dir=str(tmp_path), bf16=False, report_to=[], answer_column="gt")
-    assert config.use_canonical_columns() == {"answer_column": ("gt", "answer"), "problem_id_column": (None, "problem_id")}
+def test_the_trainers_columns_default_to_the_canonical_ones_and_are_checked_not_changed(tmp_path):
+    kw = dict(output_dir=str(tmp_path), bf16=False, report_to=[])
+    config = AntiSDConfig(**kw)
     assert {name: getattr(config, name) for name in CANONICAL_COLUMNS} == CANONICAL_COLUMNS
-    assert config.use_canonical_columns() == {}
+    config.check_problem_columns()
+    assert config.use_canonical_columns() == {}  # the earlier API: nothing to change
+    other = AntiSDConfig(answer_column="gt", problem_id_column=None, **kw)
+    with pytest.raises(ValueError, match=r"answer_column='gt', problem_id_column=None: .*name the source data's"):
+        other.check_problem_columns()
+    with pytest.raises(ValueError, match="answer_column='gt'"):
+        other.use_canonical_columns()
+    assert (other.answer_column, other.problem_id_column) == ("gt", None)  # unchanged
+
+
+@pytest.mark.parametrize("extra, threshold, logged", [([], 1.0, True), (["--reward", "code"], 1.0, True),
+                                                      (["--reward", "math"], 0.5, False),
+                                                      (["--correct_threshold", "1.0"], 1.0, False)])
+def test_code_reward_fraction_settles_the_threshold_when_the_config_is_built(base_yaml, caplog, extra, threshold,
+                                                                              logged):
+    """Only a rollout that passes every test is correct under code_reward_fraction: antisd train builds the
+    config with correct_threshold 1.0 (logged) instead of changing it later; a maths reward keeps 0.5."""
+    with caplog.at_level("INFO", logger="antisd.cli.options"):
+        *_, r, c = parse_train_args(["--config", base_yaml, "--code_reward_fraction", "true", *extra])
+    assert r.code_reward_fraction is True and c.correct_threshold == threshold
+    assert ("correct_threshold 0.5 -> 1.0" in caplog.text) is logged
+    *_, c = parse_train_args(["--config", base_yaml])
+    assert c.correct_threshold == 0.5
+
+
+def test_the_run_changes_no_config_and_refuses_an_inconsistent_one(base_yaml):
+    from antisd.cli.validate import InputError
+    from antisd.trainer.run import make_reward
+
+    m, d, r, c = parse_train_args(["--config", base_yaml, "--code_reward_fraction", "true", "--reward", "math"])
+    with pytest.raises(InputError, match=r"correct_threshold=0.5 with code_reward_fraction: .*set correct_threshold"):
+        make_reward("code", r, d, c, None)
+    assert c.correct_threshold == 0.5
+
+
+def test_gate_and_monitor_defaults_are_the_methods_own():
+    """0.93 and the other canonical values are defined once, by antisd.method (the gate and the monitor)."""
+    from antisd.method.gate import SchmittGate
+    from antisd.method.monitor import MonitorThresholds
+    from antisd.trainer.config import GATE_DEFAULTS
+
+    defaults = configio.field_defaults([AntiSDConfig])
+    gate = SchmittGate()
+    assert (defaults["gate_warmup_steps"], defaults["gate_down_ratio"], defaults["gate_up_ratio"],
+            defaults["lambda_max"]) == (gate.warmup_steps, gate.down_ratio, gate.up_ratio, gate.lambda_max)
+    assert GATE_DEFAULTS["down_ratio"] == defaults["gate_down_ratio"]
+    monitor = AntiSDConfig(output_dir="x", bf16=False, report_to=[]).monitor_thresholds
+    assert monitor == MonitorThresholds()
+
+
+def test_data_and_reward_fields_are_declared_once():
+    """One declaration, one help text and one check per setting, shared by the commands that take it."""
+    from antisd.cli.fields import ExtractionField, SandboxFields
+    from antisd.cli.options import RewardArgs
+    from antisd.data.config import DataFields, PromptFields
+    from antisd.data.problems import DataConfig
+    from antisd.evaluate.config import EvalConfig
+    from antisd.rewards.extract import EXTRACTIONS
+
+    def by_name(cls):
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    data, pmi, ev, reward = by_name(DataConfig), by_name(PMIConfig), by_name(EvalConfig), by_name(RewardArgs)
+    for name, f in by_name(DataFields).items():
+        assert data[name].metadata["help"] == pmi[name].metadata["help"] == f.metadata["help"], name
+        assert data[name].default == f.default and pmi[name].default is None, name
+    for name, f in by_name(PromptFields).items():
+        assert ev[name].metadata["help"] == f.metadata["help"] and ev[name].default == f.default, name
+    extraction = by_name(ExtractionField)["answer_extraction"]
+    assert extraction.metadata["choices"] == list(EXTRACTIONS)
+    for cls in (reward, ev, pmi):
+        assert cls["answer_extraction"].metadata == extraction.metadata
+    for name, f in by_name(SandboxFields).items():
+        assert reward[name].metadata == ev[name].metadata == f.metadata, name
+    for build, error in [(lambda: RewardArgs(answer_extraction="loose"), "answer_extraction='loose' is not valid"),
+                         (lambda: EvalConfig(models=["m"], benchmarks=["aime24"], answer_extraction="loose"),
+                          "answer_extraction='loose' is not valid"),
+                         (lambda: RewardArgs(code_workers=-1), "code_workers=-1 must be >= 0"),
+                         (lambda: EvalConfig(models=["m"], benchmarks=["aime24"], code_sandbox="docker"),
+                          "code_sandbox='docker': expected auto, bwrap, none or a Sandbox Fusion URL"),
+                         (lambda: DataConfig(dataset_name="d", prompt_format="html"),
+                          "prompt_format='html' is not valid; choose one of ['chat', 'plain']"),
+                         (lambda: EvalConfig(models=["m"], benchmarks=["aime24"], prompt_format="html"),
+                          "prompt_format='html' is not valid; choose one of ['chat', 'plain']")]:
+        with pytest.raises(ValueError, match=error.replace("(", r"\(").replace("[", r"\[")):
+            build()
 
 
 def test_the_run_file_records_only_what_differs_from_the_defaults(tmp_path):

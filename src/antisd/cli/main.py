@@ -1,15 +1,15 @@
 """``antisd``: the command line. ``antisd train`` runs RL post-training (GRPO, SD or AntiSD).
 
 What ``train`` does: reads YAML config files and ``--key value`` overrides into four
-dataclasses (``ModelArgs``, ``DataConfig``, ``RewardArgs``, ``AntiSDConfig``; the config layer
-``antisd.cli.options``), then ``antisd.trainer.run.run_train`` checks the model and the data
-(``antisd.cli.validate``), loads the tokenizer, the model and the problems, writes
-``antisd_run.yaml`` and trains ``AntiSDTrainer`` (TRL's GRPOTrainer plus the AntiSD token
-advantages) with the math-verify reward, then saves the final model to ``output_dir``. How it
-departs from ``trl grpo``: ``--config`` may be given several times (files merged left to right,
-later keys win, then the command line), ``--recipe MODEL METHOD`` reads the paper's setups from
-the packaged recipes, and every bad key, value, model path or data file ends in a one-line error
-and exit code 2 before anything is written.
+dataclasses (``ModelArgs``, ``DataConfig``, ``RewardArgs``, ``AntiSDConfig``, each validated once:
+``antisd.cli.options``, over the config layer ``antisd.cli.configfiles`` and ``antisd.cli.parser``),
+then ``antisd.trainer.run.run_train`` checks the model and the data (``antisd.cli.validate``), loads
+the tokenizer, the model and the problems, writes ``antisd_run.yaml`` and trains ``AntiSDTrainer``
+(TRL's GRPOTrainer plus the AntiSD token advantages) with the math-verify reward, then saves the
+final model to ``output_dir``. How it departs from ``trl grpo``: ``--config`` may be given several
+times (files merged left to right, later keys win, then the command line), ``--recipe MODEL METHOD``
+reads the paper's setups from the packaged recipes, and every bad key, value, model path or data
+file ends in a one-line error and exit code 2 before anything is written.
 
 Defaults: with no ``--config``/``--recipe`` and no model (or the built-in toy model
 ``toyworld``/``toyworld:<recipe>``), the toy world's recipe applies (``recipes/toy/antisd.yaml``);

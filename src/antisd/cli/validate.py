@@ -12,6 +12,7 @@ checked before anything is loaded or written, each problem reported as one line.
     check_output_dir(path)     an output folder that is a file, sits under a file or cannot be written
     read_utf8(path, what)      a text file's content; bytes that are not UTF-8 raise with their offset
     one_line(message)          whitespace (newlines included) collapsed, for the CLI's error line
+    check_choice(name, value)  a config value that must be one of a few names (the dataclasses' checks)
 
 Every check raises ``InputError`` (a ``ValueError``); ``antisd.data.problems.DataError`` is one too. The
 commands catch it and print ``antisd COMMAND: error: MESSAGE`` with exit code 2. Row-level
@@ -44,6 +45,13 @@ class InputError(ValueError):
 def one_line(message: str) -> str:
     """`message` with every run of whitespace (newlines included) collapsed to one space."""
     return " ".join(str(message).split())
+
+
+def check_choice(name: str, value: object, valid: Sequence[str]) -> None:
+    """Raise ValueError ``name=value is not valid; choose one of [...]`` (the choices sorted) unless `value`
+    is one of `valid`: the one message of the config dataclasses' choice checks."""
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {sorted(valid)}")
 
 
 def looks_local(name: str) -> bool:

@@ -22,7 +22,6 @@ checksums of the uncompressed files and the quirks: ``resources/data/SOURCES.md`
 
 from __future__ import annotations
 
-import ast
 import gzip
 import hashlib
 import json
@@ -32,7 +31,7 @@ from importlib import resources
 from typing import Any
 
 from antisd.rewards.code.compare import MBPP_NOT_NONE_ENTRY_POINTS, MBPP_ORACLES, MBPP_SET_EQ_ENTRY_POINTS
-from antisd.rewards.code.tasks import AssertSuite, CodeTask, IOSuite, assert_targets
+from antisd.rewards.code.tasks import AssertSuite, CodeTask, IOSuite, assert_targets, first_target
 
 logger = logging.getLogger(__name__)
 
@@ -150,22 +149,13 @@ def _mbpp_plus_task(row: dict[str, Any]) -> CodeTask:
     )
 
 
-def _first_target(tests: list[str], targets: frozenset[str]) -> str | None:
-    """The first function under test called in the tests (the task's entry point)."""
-    for source in tests:
-        for node in ast.walk(ast.parse(source.strip())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in targets:
-                return node.func.id
-    return None
-
-
 def _mbpp_train_task(row: dict[str, Any]) -> CodeTask:
     tests = list(row["test_list"])
     challenge = list(row.get("challenge_test_list") or [])
     targets = assert_targets(tests + challenge, row["code"])
     return CodeTask(
         task_id=str(row["id"]), benchmark="mbpp_train", prompt=row["text"],
-        entry_point=_first_target(tests, targets),
+        entry_point=first_target(tests, targets),
         reference=row["code"], setup_code=row["test_setup_code"] or "",
         base=AssertSuite(tuple(tests), targets), plus=AssertSuite(tuple(challenge), targets) if challenge else None,
         meta={"mbpp_task_id": row["task_id"]},

@@ -41,15 +41,9 @@ import datasets
 from antisd.data.code_benchmarks import load_tasks, read_rows
 from antisd.rewards.code.spec import parse_tests
 from antisd.rewards.code.tasks import AssertSuite
+from antisd.data.config import DEFAULT_SYSTEM_PROMPT, DataConfig
 from antisd.data.problems import (
-    DEFAULT_SYSTEM_PROMPT,
-    DataConfig,
-    Rows,
-    _describe,
-    _in_memory_table,
-    _split_rows,
-    column_values,
-    load_raw,
+    describe_cell,
     make_prompt,
     raise_row_errors,
     row_label,
@@ -57,6 +51,7 @@ from antisd.data.problems import (
     solution_text,
     unique_id,
 )
+from antisd.data.tables import Rows, column_values, in_memory_table, load_raw, split_rows
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +131,7 @@ def map_code_problems(raw: Rows | datasets.Dataset, cfg: DataConfig) -> datasets
     for i in rows:
         where = row_label(i, ids[i])
         if not (isinstance(problems[i], str) and problems[i].strip()):
-            errors.append(f"{where}: column {cfg.problem_column!r} {_describe(problems[i])}; expected a non-empty "
+            errors.append(f"{where}: column {cfg.problem_column!r} {describe_cell(problems[i])}; expected a non-empty "
                           "problem text")
             continue
         if not (solutions[i] is None or isinstance(solutions[i], str)):
@@ -170,7 +165,7 @@ def load_code_raw(cfg: DataConfig) -> tuple[Rows | datasets.Dataset, DataConfig]
     """(raw table, the config its columns are read with): a built-in code dataset or ``antisd.data.problems.load_raw``."""
     if is_code_builtin(cfg.dataset_name):
         logger.info("Built-in code dataset %s (shipped with antisd)", cfg.dataset_name)
-        return Rows(_split_rows(builtin_rows(cfg.dataset_name), cfg.dataset_split, cfg.dataset_name)), builtin_config(cfg)
+        return Rows(split_rows(builtin_rows(cfg.dataset_name), cfg.dataset_split, cfg.dataset_name)), builtin_config(cfg)
     return load_raw(cfg), cfg
 
 
@@ -189,4 +184,4 @@ def code_problems_dataset(data: Any, **fields: Any) -> datasets.Dataset:
     if isinstance(data, str | Path):
         return load_code_problems(DataConfig(dataset_name=str(data), **fields))
     cfg = DataConfig(dataset_name=fields.pop("dataset_name", f"<{type(data).__name__}>"), **fields)
-    return map_code_problems(_in_memory_table(data), cfg)
+    return map_code_problems(in_memory_table(data), cfg)

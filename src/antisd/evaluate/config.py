@@ -1,5 +1,5 @@
 """EvalConfig (what to evaluate, how to sample, where to write) and its command line
-(``antisd.cli.options.DataclassParser``, like ``antisd train`` and ``antisd pmi``).
+(``antisd.cli.parser.DataclassParser``, like ``antisd train`` and ``antisd pmi``).
 
 Imports only ``antisd.evaluate.benchmarks`` of this package: generation, results and the run
 take an ``EvalConfig``, so it sits below them. Whether ``backend="vllm"`` can run (vllm and a
@@ -8,6 +8,7 @@ GPU) is checked by ``run_eval`` before any model loads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -17,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.cli.options import NONE_WORDS, CliError, DataclassParser, export_env, parse_with_configs
-from antisd.data.problems import DEFAULT_SYSTEM_PROMPT
+from antisd.cli.configfiles import CliError, export_env
+from antisd.cli.fields import ExtractionField, SandboxFields
+from antisd.cli.parser import NONE_WORDS, DataclassParser, parse_with_configs
+from antisd.cli.validate import check_choice
+from antisd.data.config import PromptFields
 from antisd.evaluate.benchmarks import (
     CODE_PRESETS,
     DATA_DIR_ENV,
@@ -39,8 +43,8 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class EvalConfig:
-    """What to evaluate, how to sample, where to write. Checked before any model loads."""
+class EvalTargets:
+    """What to evaluate and how to sample: ``EvalConfig``'s first fields (and the first options of ``--help``)."""
 
     models: list[str] = field(default_factory=list, metadata=_help(
         "Model paths or hub names; LABEL=PATH names a model in the results (default label: the last path "
@@ -70,10 +74,14 @@ class EvalConfig:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(default="auto", metadata=_help(
         "Weights dtype (auto: the checkpoint's own)."))
     device: str = field(default="auto", metadata=_help("transformers backend: cpu, cuda, cuda:1 ... (auto: cuda if present)."))
-    prompt_format: Literal["chat", "plain"] = field(default="chat", metadata=_help(
-        "chat: the tokenizer's chat template with the system prompt; plain: the problem text as is."))
-    system_prompt: str | None = field(default=DEFAULT_SYSTEM_PROMPT, metadata=_help(
-        "System message of chat prompts ('' or none: no system message)."))
+
+
+@dataclass
+class EvalConfig(SandboxFields, ExtractionField, PromptFields, EvalTargets):
+    """What to evaluate, how to sample, where to write. Checked before any model loads. The prompt settings
+    (``antisd.data.config.PromptFields``), ``answer_extraction`` and the sandbox settings
+    (``antisd.cli.fields``) are declared once for every command that takes them."""
+
     chat_template_kwargs: dict[str, Any] | None = field(default=None, metadata=_help(
         'Extra chat-template arguments as JSON, e.g. \'{"enable_thinking": false}\' for Qwen3.'))
     limit: int | None = field(default=None, metadata=_help("Evaluate only the first N problems of each benchmark."))
@@ -86,18 +94,9 @@ class EvalConfig:
         "Re-score every samples/*.jsonl in output_dir with the current verifier and rewrite the summary; "
         "no generation, no models needed."))
     verify_timeout_s: float = field(default=5.0, metadata=_help("math-verify time budget per sample, seconds."))
-    answer_extraction: str = field(default="strict", metadata={**_help(
-        "Where the answer is read: strict (the last \\boxed{}, else an 'Answer:' line or 'final answer is'); "
-        "flexible (the same, then the response's last number: lm-evaluation-harness's GSM8K flexible-extract)."),
-        "choices": ["strict", "flexible"]})
     samples: str | None = field(default=None, metadata=_help(
         "Code: score this EvalPlus samples file (JSONL of task_id with solution or completion) on the one code "
         "benchmark given (humaneval_plus or mbpp_plus) instead of generating; no models needed."))
-    code_sandbox: str = field(default="auto", metadata=_help(
-        "Code: where programs run: auto (bubblewrap when it works, else a logged fallback), bwrap, none, or the "
-        "http(s) URL of a Sandbox Fusion service."))
-    code_workers: int | None = field(default=None, metadata=_help(
-        "Code: sandbox worker processes (default: this machine's CPUs)."))
     plot: bool = field(default=True, metadata=_help("Write pass_at_k.png."))
     show_progress: bool = field(default=True, metadata=_help("Show a progress bar with an ETA."))
     trust_remote_code: bool = field(default=False, metadata=_help("Allow model/tokenizer code from the hub."))
@@ -106,10 +105,23 @@ class EvalConfig:
     vllm_max_model_len: int | None = field(default=None, metadata=_help("vLLM: context length (default: the model's)."))
 
     def __post_init__(self) -> None:
+        """Validate once; an unset data_dir takes ``$ANTISD_DATA_DIR`` (``DATA_DIR_ENV``), an empty system prompt None."""
         if self.data_dir is None:
             self.data_dir = os.environ.get(DATA_DIR_ENV) or None
         if self.system_prompt == "":
             self.system_prompt = None
+        self._check_values()
+        check_choice("backend", self.backend, ("auto", "vllm", "transformers"))
+        check_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
+        self.check_prompt_fields()
+        self.check_extraction()
+        self.check_sandbox()
+        if not self.rescore:
+            self._check_inputs()
+        if self.temperature == 0:
+            logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
+
+    def _check_values(self) -> None:
         checks = [
             (self.temperature >= 0, f"temperature={self.temperature} must be >= 0 (0 = greedy)"),
             (0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]"),
@@ -119,37 +131,28 @@ class EvalConfig:
             (self.batch_size is None or self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
             (self.limit is None or self.limit >= 1, f"limit={self.limit} must be >= 1 (or none for all problems)"),
             (self.verify_timeout_s > 0, f"verify_timeout_s={self.verify_timeout_s} must be > 0"),
-            (self.answer_extraction in ("strict", "flexible"),
-             f"answer_extraction={self.answer_extraction!r}: expected strict or flexible"),
-            (self.backend in ("auto", "vllm", "transformers"),
-             f"backend={self.backend!r} is not valid; choose one of ['auto', 'transformers', 'vllm']"),
-            (self.prompt_format in ("chat", "plain"), f"prompt_format={self.prompt_format!r}; choose chat or plain"),
-            (self.dtype in ("auto", "bfloat16", "float16", "float32"),
-             f"dtype={self.dtype!r}; choose one of ['auto', 'bfloat16', 'float16', 'float32']"),
             (self.rescore or bool(self.samples) or bool(self.models),
              "models is empty; give at least one model path or hub name"),
             (not (self.samples and self.models), "give --samples FILE (score a samples file) or --models (generate), "
                                                  "not both"),
-            (self.code_workers is None or self.code_workers >= 0, f"code_workers={self.code_workers} must be >= 0"),
-            (self.code_sandbox in ("auto", "bwrap", "none") or self.code_sandbox.startswith(("http://", "https://")),
-             f"code_sandbox={self.code_sandbox!r}: expected auto, bwrap, none or a Sandbox Fusion URL"),
             (bool(self.benchmarks) or self.rescore, "benchmarks is empty; give preset names or NAME=PATH specs"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if not self.rescore:
-            self.model_specs()
-            benches = self.benchmark_specs()
-            if self.samples is not None and (len(benches) != 1 or benches[0].kind != "code"):
-                raise ValueError(f"samples={self.samples!r} is scored on one code benchmark; give --benchmarks "
-                                 f"{' or '.join(CODE_PRESETS)} alone (got {self.benchmarks})")
-            if self.samples is not None and not Path(self.samples).expanduser().is_file():
-                raise ValueError(f"samples={self.samples!r}: no such file")
-            if self.samples is not None:
-                read_utf8(self.samples, what="samples")  # bytes that are not UTF-8: the file, line and offset
-        if self.temperature == 0:
-            logger.warning("temperature=0 is greedy: the k samples of a problem are identical (pass@k = pass@1)")
+
+    def _check_inputs(self) -> None:
+        """The models' labels, the benchmarks, and a samples file with its one code benchmark."""
+        self.model_specs()
+        benches = self.benchmark_specs()
+        if self.samples is None:
+            return
+        if len(benches) != 1 or benches[0].kind != "code":
+            raise ValueError(f"samples={self.samples!r} is scored on one code benchmark; give --benchmarks "
+                             f"{' or '.join(CODE_PRESETS)} alone (got {self.benchmarks})")
+        if not Path(self.samples).expanduser().is_file():
+            raise ValueError(f"samples={self.samples!r}: no such file")
+        read_utf8(self.samples, what="samples")  # bytes that are not UTF-8: the file, line and offset
 
     def model_specs(self) -> list[tuple[str, str]]:
         """(label, path) per model; labels are unique file-name-safe strings."""
@@ -204,13 +207,14 @@ def build_parser() -> DataclassParser:
                            epilog="Flags take --snake_case or --kebab-case. Details: docs/evaluation.md")
 
 
-def check_models(cfg: EvalConfig) -> None:
-    """Every model of `cfg` is a loadable model with a tokenizer (``antisd.lm.names.resolve_model``: a built-in
-    name, a local folder or a hub id; an unknown name fails at once); raises EvalError (one line) before
+def check_models(cfg: EvalConfig) -> EvalConfig:
+    """`cfg`, its models checked: each is a loadable model with a tokenizer (``antisd.lm.names.resolve_model``: a
+    built-in name, a local folder or a hub id; an unknown name fails at once); raises EvalError (one line) before
     anything is written. When every model is the toy model, a ``max_new_tokens`` left at its default (far
-    beyond the 512 positions the toy model has) becomes the toy model's response budget (logged)."""
+    beyond the 512 positions the toy model has) becomes the toy model's response budget (logged): the result is
+    then a new config, built and validated with it (`cfg` itself is not changed)."""
     if cfg.rescore:
-        return
+        return cfg
     toy = []
     for label, path in cfg.model_specs():
         try:
@@ -221,7 +225,8 @@ def check_models(cfg: EvalConfig) -> None:
     if toy and all(toy) and budget and cfg.max_new_tokens == EvalConfig.__dataclass_fields__["max_new_tokens"].default:
         logger.info("max_new_tokens %d -> %d: the toy model's response budget (recipes/toy/antisd.yaml)",
                     cfg.max_new_tokens, budget)
-        cfg.max_new_tokens = int(budget)
+        return dataclasses.replace(cfg, max_new_tokens=int(budget))
+    return cfg
 
 
 def parse_args(argv: Sequence[str]) -> EvalConfig:
@@ -238,5 +243,4 @@ def parse_args(argv: Sequence[str]) -> EvalConfig:
         if isinstance(e, EvalError):
             raise
         raise EvalError(str(e)) from None
-    check_models(cfg)
-    return cfg
+    return check_models(cfg)

@@ -1,5 +1,5 @@
 """``PMIConfig``: what ``antisd pmi`` reads, samples, scores and writes (one help string per field),
-and its command line (``antisd.cli.options.DataclassParser``, like ``antisd train`` and ``antisd eval``).
+and its command line (``antisd.cli.parser.DataclassParser``, like ``antisd train`` and ``antisd eval``).
 
 Fields left at ``None`` are filled, in this order, from the training YAML given as ``config``
 (the keys of ``AntiSDConfig``/``DataConfig``/``ModelArgs`` that matter here; every other key of
@@ -9,7 +9,9 @@ reads that run's ``antisd_run.yaml``; without ``--model`` (and ``--use_stored_lo
 final model, else its newest checkpoint, else its base model scores them. The privileged context (the fields of
 ``antisd.method.context.ContextFields``: template, feedback strings, solution sources, sibling format,
 answer line, solution length, think stripping, correct threshold) therefore defaults to exactly
-what training used.
+what training used. The data, prompt and answer-extraction options are the ones ``antisd train`` declares
+(``antisd.data.config.DataFields``, ``antisd.cli.fields.ExtractionField``), unset by default; their
+fallbacks are those fields' defaults.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from antisd.cli.options import CliError, DataclassParser, config_path, parse_with_configs, read_yaml
-from antisd.method.context import CONTEXT_FIELDS, ContextOverrides
+from antisd.cli.configfiles import CliError, config_path, read_yaml
+from antisd.cli.fields import ExtractionField
+from antisd.cli.parser import DataclassParser, parse_with_configs
+from antisd.cli.validate import check_choice
+from antisd.data.config import DataConfig, DataFields
 from antisd.lm.names import names_toy_model, toy_settings
+from antisd.method.context import CONTEXT_FIELDS, ContextOverrides, unset_by_default
 
 logger = logging.getLogger(__name__)
 RUN_FILE = "antisd_run.yaml"  # the settings antisd train writes into its output folder
@@ -47,19 +53,24 @@ RUN_KEYS: dict[str, str] = {
     "num_generations": "samples_per_problem",
     "answer_extraction": "answer_extraction",
 }
-# Built-in defaults of the fields that may come from the YAML (None in the dataclass).
+DataOverrides = unset_by_default(
+    DataFields, "DataOverrides",
+    "``DataFields`` unset by default (None): filled from the training YAML, else ``DataFields``' defaults apply.",
+)
+ExtractionOverride = unset_by_default(
+    ExtractionField, "ExtractionOverride",
+    "``ExtractionField`` unset by default (None): filled from the training YAML, else its default applies.",
+)
+# Built-in defaults of the fields that may come from the YAML (None in the dataclass): the shared fields'
+# own defaults, and this command's.
 FALLBACKS: dict[str, Any] = {
+    **{f.name: f.default for cls in (DataFields, ExtractionField) for f in dataclasses.fields(cls)
+       if f.default is not None},
     "dtype": "auto",
     "trust_remote_code": False,
-    "dataset_split": "train",
-    "problem_column": "problem",
-    "answer_column": "answer",
-    "solution_column": "solution",
-    "prompt_format": "chat",
     "temperature": 1.0,
     "max_new_tokens": 256,
     "samples_per_problem": 4,
-    "answer_extraction": "strict",
 }
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -99,9 +110,11 @@ def read_training_yaml(path: str | Path) -> dict[str, Any]:
 
 
 @dataclass
-class PMIConfig(ContextOverrides):
+class PMIConfig(DataOverrides, ExtractionOverride, ContextOverrides):
     """Options of ``antisd pmi`` (``antisd.pmi.main``); the privileged-context options are
-    ``ContextOverrides`` (default: --config, else antisd.method.context's defaults)."""
+    ``ContextOverrides`` (default: --config, else antisd.method.context's defaults), the data and prompt
+    options ``DataOverrides``, ``answer_extraction`` ``ExtractionOverride`` (default: --config, else
+    ``FALLBACKS``)."""
 
     # ------------------------------------------------------------------ inputs
     model: str | None = field(default=None, metadata={"help": "Hub name or local path of the causal LM (student and teacher are the same weights). Default: model_name_or_path of --config."})
@@ -110,22 +123,12 @@ class PMIConfig(ContextOverrides):
     dataset: str | None = field(default=None, metadata={"help": "Sample rollouts on these problems: hub name or local .jsonl/.json/.parquet/.csv (antisd.data.problems). Default: dataset_name of --config when --rollouts is not given."})
     config: str | None = field(default=None, metadata={"help": "Training YAML: its context keys (teacher_template, feedback_*, solution_sources, sibling_format, answer_template, ...) and data/model keys fill every option left unset."})
     output_dir: str = field(default="pmi_out", metadata={"help": "Folder for the report, tables, HTML traces and PNG figures."})
-    # ------------------------------------------------------------------ data (antisd.data.problems.DataConfig)
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_split: str | None = field(default=None, metadata={"help": "Dataset split (default train; local files have only train)."})
-    problem_column: str | None = field(default=None, metadata={"help": "Column with the problem text (default problem)."})
-    answer_column: str | None = field(default=None, metadata={"help": "Column with the final answer (default answer)."})
-    solution_column: str | None = field(default=None, metadata={"help": "Column with worked solutions (default solution; may be absent: the teacher then sees a sibling or the answer line)."})
-    id_column: str | None = field(default=None, metadata={"help": "Column with a problem id (default: a hash of the problem)."})
-    system_prompt: str | None = field(default=None, metadata={"help": "System message of chat prompts (default antisd.data.problems's)."})
-    prompt_format: Literal["chat", "plain"] | None = field(default=None, metadata={"help": "chat (the tokenizer's chat template) or plain (the problem text as is, for tokenizers without a chat template). Default chat."})
+    # ------------------------------------------------------------------ data (the rest: DataOverrides)
     max_problems: int | None = field(default=None, metadata={"help": "Use at most this many problems of --dataset."})
-    shuffle_seed: int | None = field(default=None, metadata={"help": "Shuffle the problems with this seed before --max_problems (default: file order)."})
     # ------------------------------------------------------------------ sampling
     samples_per_problem: int | None = field(default=None, metadata={"help": "Completions sampled per problem; they are each other's siblings for the context choice (default num_generations of --config, else 4)."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per completion (default max_completion_length of --config, else 256)."})
     temperature: float | None = field(default=None, metadata={"help": "Sampling temperature; log-probs are computed from logits / temperature, as TRL does (default temperature of --config, else 1.0)."})
-    answer_extraction: Literal["strict", "flexible"] | None = field(default=None, metadata={"help": "Where a sampled or unrewarded rollout's answer is read, for its correctness feedback: strict (\\boxed{}, an 'Answer:' line) or flexible (then the last number); default answer_extraction of --config, else strict."})
     problems_per_batch: int = field(default=8, metadata={"help": "Problems sampled together; contexts (successful siblings) are chosen within such a batch, as in training."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling, sibling choice and bootstrap."})
     # ------------------------------------------------------------------ scoring
@@ -199,10 +202,12 @@ class PMIConfig(ContextOverrides):
             raise PMIConfigError("model is not set: give --model (hub name or local path) or a --config with model_name_or_path")
         if self.use_stored_logps and self.rollouts is None:
             raise PMIConfigError("use_stored_logps needs --rollouts (the trainer's dump stores the log-probs)")
-        if self.dtype not in DTYPES:
-            raise PMIConfigError(f"dtype={self.dtype!r} is not valid; choose one of {sorted(DTYPES)}")
-        if self.prompt_format not in ("chat", "plain"):
-            raise PMIConfigError(f"prompt_format={self.prompt_format!r} is not valid; choose one of ['chat', 'plain']")
+        try:
+            check_choice("dtype", self.dtype, DTYPES)
+            self.check_data_fields()
+            self.check_extraction()
+        except ValueError as e:
+            raise PMIConfigError(str(e)) from None
         for name in ("samples_per_problem", "max_new_tokens", "batch_size", "problems_per_batch", "context_window",
                      "max_traces", "heatmap_bins", "min_count", "top_k"):
             if getattr(self, name) < (0 if name in ("max_traces", "min_count", "top_k") else 1):
@@ -213,8 +218,6 @@ class PMIConfig(ContextOverrides):
                 raise PMIConfigError(f"{name}={v} must be >= 1 (or unset for no limit)")
         if not self.temperature > 0:
             raise PMIConfigError(f"temperature={self.temperature} must be > 0 (log-probs use logits / temperature)")
-        if self.answer_extraction not in ("strict", "flexible"):
-            raise PMIConfigError(f"answer_extraction={self.answer_extraction!r} is not valid; choose strict or flexible")
         if not 0 < self.ci_level < 1:
             raise PMIConfigError(f"ci_level={self.ci_level} must be in (0, 1)")
         if self.bootstrap < 0:
@@ -236,17 +239,10 @@ class PMIConfig(ContextOverrides):
         except ValueError as e:
             raise PMIConfigError(str(e)) from None
 
-    def data_config(self, dataset: str | None = None):
-        """antisd.data.problems.DataConfig for --dataset (or ``dataset``)."""
-        from antisd.data.problems import DEFAULT_SYSTEM_PROMPT, DataConfig
-
-        return DataConfig(
-            dataset_name=dataset or self.dataset, dataset_config=self.dataset_config,
-            dataset_split=self.dataset_split, problem_column=self.problem_column,
-            answer_column=self.answer_column, solution_column=self.solution_column, id_column=self.id_column,
-            system_prompt=DEFAULT_SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt,
-            prompt_format=self.prompt_format, max_samples=self.max_problems, shuffle_seed=self.shuffle_seed,
-        )
+    def data_config(self, dataset: str | None = None) -> DataConfig:
+        """antisd.data.problems.DataConfig for --dataset (or ``dataset``): the shared data fields as set here."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(DataFields)}
+        return DataConfig(dataset_name=dataset or self.dataset, max_samples=self.max_problems, **shared)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -28,12 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from antisd.cli.options import RECIPES_DIR, CliError, read_yaml
+from antisd.cli.configfiles import RECIPES_DIR, CliError, read_yaml
+from antisd.files import TMP_INFIX, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def is_toy_model(name: str) -> bool:
 
 
 def toy_dataset_file(n: int = TOY_TRAIN_PROBLEMS, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
-    """Write (once) ``n`` training problems of the toy world as JSONL; return the path."""
+    """Write (once) ``n`` training problems of the toy world as JSONL (``antisd.files.atomic_write``: a reader
+    never sees half a file; a dead writer's leftover is removed); return the path."""
     from antisd.toyworld import ToyTaskConfig, make_problems
     from antisd.toyworld.base_policy import default_cache_dir, pid_alive
     from antisd.toyworld.tasks import config_dict
@@ -85,16 +86,14 @@ def toy_dataset_file(n: int = TOY_TRAIN_PROBLEMS, seed: int = 0, cache_dir: str 
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(".*.tmp-*"):  # left by a writer that died
-        pid = stale.name.rsplit("-", 1)[-1]
+    for stale in path.parent.glob(f".*{TMP_INFIX}*"):  # left by writers (of any data file) that died
+        pid = stale.name.rsplit(TMP_INFIX, 1)[-1]
         if pid.isdigit() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        for i, p in enumerate(make_problems(n, split="train", seed=seed, config=task)):
-            fh.write(json.dumps({"id": f"toy-{i:06d}", "problem": p.prompt, "answer": str(p.answer),
-                                 "solution": p.solution, "family": p.family}) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(
+        json.dumps({"id": f"toy-{i:06d}", "problem": p.prompt, "answer": str(p.answer), "solution": p.solution,
+                    "family": p.family}) + "\n"
+        for i, p in enumerate(make_problems(n, split="train", seed=seed, config=task))))
     logger.info("Wrote %d toy training problems to %s", n, path)
     return path
 

@@ -1,9 +1,10 @@
 """``AntiSDConfig``: TRL's ``GRPOConfig`` plus the AntiSD / SD fields (docs/method.md).
 
-Defaults are the paper's canonical AntiSD: JSD-ascent token signal -phi(u), lambda_max 0.5,
-additive composition, teacher-entropy Schmitt gate with 5 warm-up steps, down ratio 0.93 and
-up ratio 1.0. ``method="grpo"`` leaves TRL's GRPO untouched; ``method="sd"`` is the paper's
-default self-distillation (+u, no gate). Every ablation of docs/method.md's table is a field value:
+Defaults are the paper's canonical AntiSD: JSD-ascent token signal -phi(u), additive composition, the
+teacher-entropy Schmitt gate of Eq. 7 with the warm-up, ratios and lambda_max of
+``antisd.method.gate.SchmittGate`` (their one definition; ``GATE_DEFAULTS``). ``method="grpo"`` leaves TRL's
+GRPO untouched; ``method="sd"`` is the paper's default self-distillation (+u, no gate). Every ablation of
+docs/method.md's table is a field value:
 
     reverse-KL ascent          token_signal="antisd_rkl"
     no gate                    gate="none"
@@ -11,28 +12,42 @@ default self-distillation (+u, no gate). Every ablation of docs/method.md's tabl
     multiplicative             composition="multiplicative"
     student-perplexity gate    gate="student_perplexity"
     continual AntiSD           start from a GRPO checkpoint (model path), fresh gate warm-up
+
+A config is validated once, by ``__post_init__``, and not changed afterwards; what the validation itself
+settles (unset derived values, normalised spellings) is listed in its docstring.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from trl import GRPOConfig
 
+from antisd.cli.validate import check_choice
 from antisd.method.context import ContextFields
-from antisd.method.gate import gate_kinds, get_gate_kind
+from antisd.method.gate import SchmittGate, gate_kinds, get_gate_kind
 from antisd.method.monitor import MonitorThresholds
 from antisd.method.signals import centering_modes, composition_modes, signal_kinds
+from antisd.trainer.trl_ranges import check_trl_ranges
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("grpo", "sd", "antisd")
 DEFAULT_SIGNAL = {"sd": "sd", "antisd": "antisd"}
 DEFAULT_GATE = {"sd": "none", "antisd": "teacher_entropy"}
+GATE_STATISTICS = ("mean", "median")
+GATE_POPULATIONS = ("token_term", "context")
+TOKEN_TERM_ROLLOUTS = ("all", "correct")
+FAST_LOGPROBS = ("auto", "true", "false")
 DELIBERATION_WORDS = ("Wait", "Let", "Maybe", "Alternatively", "But", "Hmm")
-# AntiSDConfig field -> the column of antisd.data.problems.load_problems' output (its canonical columns).
+# The gate's defaults (warmup_steps, down_ratio, up_ratio, lambda_max, ...): SchmittGate's, defined there once.
+GATE_DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(SchmittGate).parameters.items()
+                                 if p.default is not inspect.Parameter.empty}
+# AntiSDConfig field -> the column of antisd.data.problems.load_problems' output (its canonical columns): the
+# fields' defaults, and what antisd train always uses (antisd.cli.options.trainer_values).
 CANONICAL_COLUMNS = {"answer_column": "answer", "solution_column": "solution", "problem_id_column": "problem_id"}
 
 
@@ -41,7 +56,7 @@ CANONICAL_COLUMNS = {"answer_column": "answer", "solution_column": "solution", "
 HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AntiSD method (docs/method.md)", ("method", "token_signal", "lambda_max", "composition", "correctness_reward")),
     ("gate", ("gate", "gate_warmup_steps", "gate_down_ratio", "gate_up_ratio", "gate_statistic",
-              "reset_gate_on_resume")),
+              "gate_population", "reset_gate_on_resume")),
     ("guards", ("gate_ceiling_ratio", "token_term_centering", "token_term_rollouts", "stop_on_nonfinite", "exploit_monitor",
                 "monitor_window", "monitor_pmi_drop", "monitor_reward_drop", "monitor_entropy_ratio")),
     ("privileged context (the teacher's prompt)", ("teacher_template", "feedback_correct", "feedback_incorrect",
@@ -68,37 +83,6 @@ def machine_supports_bf16() -> bool:
     return bool(is_torch_bf16_gpu_available())
 
 
-def _choice_error(name: str, value: object, valid: list[str] | tuple[str, ...]) -> ValueError:
-    return ValueError(f"{name}={value!r} is not valid; choose one of {sorted(valid)}")
-
-
-# TRL/transformers fields that neither checks when the config is built, as (name, test, what is expected): a bad
-# value would otherwise fail inside the first step (torch's Adam for a negative learning rate) or silently.
-TRL_RANGES: tuple[tuple[str, Any, str], ...] = (
-    ("learning_rate", lambda v: v >= 0, ">= 0"),
-    ("temperature", lambda v: v > 0, "> 0 (the sampling temperature)"),
-    ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("top_k", lambda v: v is None or v >= 0, ">= 0 (0: off)"),
-    ("max_completion_length", lambda v: v is None or v >= 1, ">= 1"),
-    ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
-    ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
-    ("num_iterations", lambda v: v >= 1, ">= 1"),
-    ("beta", lambda v: v >= 0, ">= 0 (the KL coefficient)"),
-    ("epsilon", lambda v: v >= 0, ">= 0 (the clipping range)"),
-    ("max_grad_norm", lambda v: v is None or v >= 0, ">= 0 (0: no clipping)"),
-    ("weight_decay", lambda v: v >= 0, ">= 0"),
-    ("warmup_steps", lambda v: v >= 0, ">= 0"),
-)
-
-
-def check_trl_ranges(config: Any) -> None:
-    """Raise ValueError naming the first field of ``TRL_RANGES`` whose value is out of its range."""
-    for name, ok, expected in TRL_RANGES:
-        value = getattr(config, name, None)
-        if isinstance(value, int | float) and not ok(value):
-            raise ValueError(f"{name}={value!r} must be {expected}")
-
-
 @dataclass
 class AntiSDConfig(ContextFields, GRPOConfig):
     """GRPOConfig with the AntiSD fields and the privileged-context fields (``antisd.method.context.ContextFields``,
@@ -116,7 +100,7 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "sd_jsd (+phi(u)), antisd_rkl (-u, reverse-KL ascent). Default: antisd for method=antisd, "
                           "sd for method=sd."},
     )
-    lambda_max: float = field(default=0.5, metadata={"help": "Weight lambda of the token term when the gate is on."})
+    lambda_max: float = field(default=GATE_DEFAULTS["lambda_max"], metadata={"help": "Weight lambda of the token term when the gate is on."})
     composition: str = field(
         default="additive",
         metadata={"help": "additive: A_seq + lambda*delta; multiplicative: A_seq * (1 + lambda*delta)."},
@@ -127,15 +111,24 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         metadata={"help": "teacher_entropy (canonical), student_perplexity (ablation) or none. "
                           "Default: teacher_entropy for antisd, none for sd."},
     )
-    gate_warmup_steps: int = field(default=5, metadata={"help": "Generation batches with lambda=0 whose statistics set H_warm (their median)."})
-    gate_down_ratio: float = field(default=0.93, metadata={"help": "The gate turns off when the statistic leaves down_ratio*H_warm."})
-    gate_up_ratio: float = field(default=1.0, metadata={"help": "An off gate turns back on at up_ratio*H_warm (hysteresis)."})
+    gate_warmup_steps: int = field(default=GATE_DEFAULTS["warmup_steps"], metadata={"help": "Generation batches with lambda=0 whose statistics set H_warm (their median)."})
+    gate_down_ratio: float = field(default=GATE_DEFAULTS["down_ratio"], metadata={"help": "The gate turns off when the statistic leaves down_ratio*H_warm."})
+    gate_up_ratio: float = field(default=GATE_DEFAULTS["up_ratio"], metadata={"help": "An off gate turns back on at up_ratio*H_warm (hysteresis)."})
     gate_statistic: Literal["mean", "median"] = field(
         default="mean",
         metadata={"help": "Per-step statistic over the response tokens of the rollouts that carry the token term (every "
                           "rollout with a privileged context; only the correct ones under token_term_rollouts correct): "
                           "mean (project default) or median.",
-                  "choices": ["mean", "median"]},
+                  "choices": list(GATE_STATISTICS)},
+    )
+    gate_population: Literal["token_term", "context"] = field(
+        default="token_term",
+        metadata={"help": "Whose response tokens the gate's statistic (and teacher/entropy_*) is taken over: token_term "
+                          "(project default: the rollouts that carry the token term, so only the correct ones under "
+                          "token_term_rollouts correct) or context (every rollout with a privileged context, whatever "
+                          "the guard: the teacher then also scores the rollouts the guard leaves at plain GRPO). "
+                          "antisd.method.guard.",
+                  "choices": list(GATE_POPULATIONS)},
     )
     gate_ceiling_ratio: float | None = field(
         default=None,
@@ -155,7 +148,7 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "Eq. 12: an incorrect rollout keeps its plain GRPO advantage, so tokens the teacher rejects "
                           "in a wrong attempt are never paid for; the toy world's built-in default). SD imitates the "
                           "teacher on every rollout, so method sd takes all (with a warning if correct was set).",
-                  "choices": ["all", "correct"]},
+                  "choices": list(TOKEN_TERM_ROLLOUTS)},
     )
     exploit_monitor: bool = field(
         default=True,
@@ -163,10 +156,10 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "the sampled tokens' mean PMI has fallen by monitor_pmi_drop and the reward has fallen by "
                           "monitor_reward_drop or the teacher's entropy risen to monitor_entropy_ratio x H_warm."},
     )
-    monitor_window: int = field(default=20, metadata={"help": "Logged steps the monitor averages (and its baseline: the first ones)."})
-    monitor_pmi_drop: float = field(default=0.2, metadata={"help": "Monitor: fall of the mean PMI below its start, in nats."})
-    monitor_reward_drop: float = field(default=0.05, metadata={"help": "Monitor: fall of the reward below its best window."})
-    monitor_entropy_ratio: float = field(default=1.15, metadata={"help": "Monitor: rise of the teacher's entropy over H_warm (ratio)."})
+    monitor_window: int = field(default=MonitorThresholds.window, metadata={"help": "Logged steps the monitor averages (and its baseline: the first ones)."})
+    monitor_pmi_drop: float = field(default=MonitorThresholds.pmi_drop_max, metadata={"help": "Monitor: fall of the mean PMI below its start, in nats."})
+    monitor_reward_drop: float = field(default=MonitorThresholds.reward_drop_max, metadata={"help": "Monitor: fall of the reward below its best window."})
+    monitor_entropy_ratio: float = field(default=MonitorThresholds.entropy_ratio_max, metadata={"help": "Monitor: rise of the teacher's entropy over H_warm (ratio)."})
     reset_gate_on_resume: bool = field(
         default=False,
         metadata={"help": "Continual mode: ignore a checkpoint's gate state and start a fresh warm-up."},
@@ -176,12 +169,23 @@ class AntiSDConfig(ContextFields, GRPOConfig):
         default=None,
         metadata={"help": "Name of the reward function that decides correctness (default: the first one)."},
     )
-    # The trainer reads these columns of its dataset; use_canonical_columns points them at antisd.data.problems's.
-    solution_column: str = field(default="solution", metadata={"help": "Dataset column holding worked solutions (optional)."})
-    answer_column: str = field(default="answer", metadata={"help": "Dataset column holding final answers."})
+    # The columns of the trainer's dataset. antisd train trains on antisd.data.problems' output and keeps them at
+    # their defaults (CANONICAL_COLUMNS); its --answer_column and --solution_column are DataConfig's: the source's.
+    solution_column: str = field(
+        default=CANONICAL_COLUMNS["solution_column"],
+        metadata={"help": "Column of the trainer's dataset holding worked solutions (optional); antisd train: "
+                          "solution, the column antisd.data.problems writes."},
+    )
+    answer_column: str = field(
+        default=CANONICAL_COLUMNS["answer_column"],
+        metadata={"help": "Column of the trainer's dataset holding final answers; antisd train: answer, the column "
+                          "antisd.data.problems writes."},
+    )
     problem_id_column: str | None = field(
-        default=None,
-        metadata={"help": "Dataset column identifying a problem across groups (default: the prompt text)."},
+        default=CANONICAL_COLUMNS["problem_id_column"],
+        metadata={"help": "Column of the trainer's dataset identifying a problem across groups (a dataset without it, "
+                          "or None: the prompt text); antisd train: problem_id, the column antisd.data.problems writes "
+                          "(id_column names the source data's id column)."},
     )
     # ---------------------------------------------------------------- diagnostics
     deliberation_words: list[str] = field(
@@ -211,7 +215,7 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "where it measured 3-4.5x faster forward+backward, docs/benchmarks.md; false on a GPU, where "
                           "TRL's Triton head is the better kernel; the choice is logged). Equal to TRL's path up to "
                           "float rounding; false gives TRL's GRPO exactly. Text-only models without an MoE aux loss; "
-                          "others keep TRL's path.", "choices": ["auto", "true", "false"]},
+                          "others keep TRL's path.", "choices": list(FAST_LOGPROBS)},
     )
 
     generation_prune_finished: bool = field(
@@ -234,8 +238,8 @@ class AntiSDConfig(ContextFields, GRPOConfig):
                           "None: one pass over the whole batch, as TRL does."},
     )
 
-    # antisd-scaleout (issue 16): TRL's field (default False), unset here so that a bf16/fp16 run of sd/antisd gets the
-    # float32 output layer by default (docs/benchmarks.md, "Precision": a bf16 head more than doubles the noise in u).
+    # TRL's field (default False), unset here so that a bf16/fp16 run of sd/antisd gets the float32 output layer by
+    # default (docs/benchmarks.md, "Precision": a bf16 head more than doubles the noise in u).
     cast_lm_head_to_fp32: bool | None = field(
         default=None,
         metadata={"help": "TRL's option: compute the output layer in float32 on TRL's fused LM head (fast_logprobs "
@@ -244,74 +248,92 @@ class AntiSDConfig(ContextFields, GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        """Validate, once, in small steps. What validation itself settles is set here and never later: an unset
+        token_signal and gate (the method's), method sd's token_term_rollouts (all: SD imitates the teacher on
+        every rollout; logged), fast_logprobs spelled as a word, solution_sources and deliberation_words given as
+        comma-separated text as lists, an unset bf16 and cast_lm_head_to_fp32 (the machine's; the run's)."""
         check_trl_ranges(self)
-        if self.method not in METHODS:
-            raise _choice_error("method", self.method, METHODS)
-        if self.token_signal is None and self.method != "grpo":
+        self._resolve_method()
+        self._check_choices()
+        self._check_gate()
+        self._check_sizes()
+        self._normalise()
+        _ = self.context_config  # the context settings, before any model loads (raises with the field name)
+        self._resolve_precision()
+        super().__post_init__()
+
+    def _resolve_method(self) -> None:
+        check_choice("method", self.method, METHODS)
+        if self.method == "grpo":
+            return
+        if self.token_signal is None:
             self.token_signal = DEFAULT_SIGNAL[self.method]
-        if self.token_signal is not None and self.token_signal not in signal_kinds():
-            raise _choice_error("token_signal", self.token_signal, signal_kinds())
-        if self.gate is None and self.method != "grpo":
+        if self.gate is None:
             self.gate = DEFAULT_GATE[self.method]
-        if self.gate is not None and self.gate not in gate_kinds():
-            raise _choice_error("gate", self.gate, gate_kinds())
-        if self.token_term_rollouts not in ("all", "correct"):
-            raise _choice_error("token_term_rollouts", self.token_term_rollouts, ["all", "correct"])
         if self.method == "sd" and self.token_term_rollouts == "correct":
             # the guard is against AntiSD's ascent being paid on wrong attempts; SD's descent toward the teacher
             # is the paper's baseline on every rollout (so --method sd on the toy default stays the paper's SD)
             logger.warning("token_term_rollouts=correct is AntiSD's guard; method sd imitates the teacher on every "
                            "rollout, so token_term_rollouts=all")
             self.token_term_rollouts = "all"
-        if self.token_term_centering not in centering_modes():
-            raise _choice_error("token_term_centering", self.token_term_centering, centering_modes())
-        if self.gate_ceiling_ratio is not None and self.gate is not None and get_gate_kind(self.gate).direction != "below":
-            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} applies to the teacher_entropy gate, not "
-                             f"gate={self.gate!r}")
-        if self.gate_ceiling_ratio is not None and not self.gate_ceiling_ratio > 1.0 / self.gate_up_ratio:
-            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} must be above 1/gate_up_ratio="
-                             f"{1.0 / self.gate_up_ratio:.4g} (the gate turns back on at H_warm/up_ratio)")
-        if self.composition not in composition_modes():
-            raise _choice_error("composition", self.composition, composition_modes())
-        if self.gate_statistic not in ("mean", "median"):
-            raise _choice_error("gate_statistic", self.gate_statistic, ["mean", "median"])
+
+    def _check_choices(self) -> None:
+        if self.token_signal is not None:
+            check_choice("token_signal", self.token_signal, signal_kinds())
+        if self.gate is not None:
+            check_choice("gate", self.gate, gate_kinds())
+        for name, valid in (("gate_population", GATE_POPULATIONS), ("token_term_rollouts", TOKEN_TERM_ROLLOUTS),
+                            ("token_term_centering", centering_modes()), ("composition", composition_modes()),
+                            ("gate_statistic", GATE_STATISTICS)):
+            check_choice(name, getattr(self, name), valid)
+
+    def _check_gate(self) -> None:
         if not self.lambda_max >= 0:
             raise ValueError(f"lambda_max={self.lambda_max} must be >= 0 (the weight of the token term)")
         if self.gate_warmup_steps < 1:
-            raise ValueError(f"gate_warmup_steps={self.gate_warmup_steps} must be >= 1 (H_warm is the median of the warm-up statistics)")
+            raise ValueError(f"gate_warmup_steps={self.gate_warmup_steps} must be >= 1 (H_warm is the median of the "
+                             "warm-up statistics)")
         if not (0 < self.gate_down_ratio <= self.gate_up_ratio):
-            raise ValueError(
-                f"gate_down_ratio={self.gate_down_ratio} must be in (0, gate_up_ratio={self.gate_up_ratio}] "
-                "(the gate turns off below down*H_warm and back on at up*H_warm)"
-            )
+            raise ValueError(f"gate_down_ratio={self.gate_down_ratio} must be in (0, gate_up_ratio={self.gate_up_ratio}] "
+                             "(the gate turns off below down*H_warm and back on at up*H_warm)")
+        if self.gate_ceiling_ratio is None:
+            return
+        if self.gate is not None and get_gate_kind(self.gate).direction != "below":
+            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} applies to the teacher_entropy gate, not "
+                             f"gate={self.gate!r}")
+        if not self.gate_ceiling_ratio > 1.0 / self.gate_up_ratio:
+            raise ValueError(f"gate_ceiling_ratio={self.gate_ceiling_ratio} must be above 1/gate_up_ratio="
+                             f"{1.0 / self.gate_up_ratio:.4g} (the gate turns back on at H_warm/up_ratio)")
+
+    def _check_sizes(self) -> None:
         if self.teacher_batch_size is not None and self.teacher_batch_size < 1:
             raise ValueError(f"teacher_batch_size={self.teacher_batch_size} must be >= 1 (or None for "
                              "per_device_train_batch_size)")
-        if isinstance(self.fast_logprobs, bool):
-            self.fast_logprobs = "true" if self.fast_logprobs else "false"
-        self.fast_logprobs = str(self.fast_logprobs).lower()
-        if self.fast_logprobs not in ("auto", "true", "false"):
-            raise _choice_error("fast_logprobs", self.fast_logprobs, ["auto", "false", "true"])
-        _ = self.monitor_thresholds  # checks the monitor's values now
         if self.logps_batch_rows is not None and self.logps_batch_rows < 1:
             raise ValueError(f"logps_batch_rows={self.logps_batch_rows} must be >= 1 (or None for one pass)")
         if self.dump_rollouts_every < 0:
             raise ValueError(f"dump_rollouts_every={self.dump_rollouts_every} must be >= 0")
+        _ = self.monitor_thresholds  # MonitorThresholds checks the monitor's values
+
+    def _normalise(self) -> None:
+        if isinstance(self.fast_logprobs, bool):
+            self.fast_logprobs = "true" if self.fast_logprobs else "false"
+        self.fast_logprobs = str(self.fast_logprobs).lower()
+        check_choice("fast_logprobs", self.fast_logprobs, FAST_LOGPROBS)
         if isinstance(self.solution_sources, str):
             self.solution_sources = [s.strip() for s in self.solution_sources.split(",") if s.strip()]
         if isinstance(self.deliberation_words, str):
             self.deliberation_words = [s.strip() for s in self.deliberation_words.split(",") if s.strip()]
-        # Validate the context settings now (before any model loads); raises with the field name.
-        _ = self.context_config
+
+    def _resolve_precision(self) -> None:
         if self.bf16 is None and not self.fp16:  # TRL would set bf16=True, which fails on a CPU
             self.bf16 = machine_supports_bf16() and not self.use_cpu
             if not _PRECISION_LOGGED:
                 _PRECISION_LOGGED.append(True)
                 logger.info("Precision: %s (bf16 unset; chosen for this machine; set bf16 to override)",
                             "bf16 mixed precision" if self.bf16 else "float32")
-        if self.cast_lm_head_to_fp32 is None:  # antisd-scaleout (issue 16): the safe output layer for bf16 runs
+        if self.cast_lm_head_to_fp32 is None:  # the safe output layer for bf16/fp16 runs that compute u
             self.cast_lm_head_to_fp32 = bool(self.uses_teacher and (self.bf16 or self.fp16))
-        super().__post_init__()
 
     @property
     def uses_teacher(self) -> bool:
@@ -332,23 +354,33 @@ class AntiSDConfig(ContextFields, GRPOConfig):
             on.append(f"two-sided gate, ceiling {self.gate_ceiling_ratio:.4g} x H_warm (Eq. 9)")
         return "; ".join(on) if on else "none (the paper's configuration)"
 
+    def check_problem_columns(self) -> None:
+        """Raise ValueError unless the trainer reads the columns ``antisd.data.problems`` writes
+        (``CANONICAL_COLUMNS``, the defaults): the data of ``antisd.trainer.run.run_train`` has exactly those."""
+        wrong = {name: getattr(self, name) for name, column in CANONICAL_COLUMNS.items() if getattr(self, name) != column}
+        if wrong:
+            given = ", ".join(f"{name}={value!r}" for name, value in wrong.items())
+            raise ValueError(f"AntiSDConfig {given}: the problems antisd.data.problems prepares have the columns "
+                             f"{sorted(set(CANONICAL_COLUMNS.values()))}; leave AntiSDConfig's columns at their "
+                             "defaults and name the source data's columns in DataConfig (answer_column, "
+                             "solution_column, id_column)")
+
     def use_canonical_columns(self) -> dict[str, tuple[str | None, str]]:
-        """Point ``answer_column``, ``solution_column`` and ``problem_id_column`` at the columns
-        ``antisd.data.problems.load_problems`` writes (``CANONICAL_COLUMNS``), for training on its output.
-        Returns field -> (old, new) for the fields it changed."""
-        changed = {name: (getattr(self, name), column) for name, column in CANONICAL_COLUMNS.items()
-                   if getattr(self, name) != column}
-        for name, (_, column) in changed.items():
-            setattr(self, name, column)
-        return changed
+        """For earlier callers, which had the columns pointed at ``CANONICAL_COLUMNS`` after validation: a config
+        is no longer changed then, so this only checks that they are (``check_problem_columns``) and returns the
+        fields it changed: none."""
+        self.check_problem_columns()
+        return {}
 
     @property
     def monitor_thresholds(self) -> MonitorThresholds:
+        """The exploitation monitor's thresholds (``antisd.method.monitor``); raises ValueError for bad ones."""
         return MonitorThresholds(window=self.monitor_window, pmi_drop_max=self.monitor_pmi_drop,
                                  reward_drop_max=self.monitor_reward_drop, entropy_ratio_max=self.monitor_entropy_ratio)
 
     @property
     def gate_params(self) -> dict:
+        """The ``antisd.method.gate.SchmittGate`` arguments of the gate fields (its kind's direction aside)."""
         return {
             "warmup_steps": self.gate_warmup_steps,
             "down_ratio": self.gate_down_ratio,

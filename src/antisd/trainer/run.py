@@ -95,7 +95,8 @@ def load_training_data(data_cfg, reward_args: RewardArgs):
 def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
     """(reward function, dataset): ``MathReward``, or a ``CodeReward`` whose tasks are prepared here (expected
     outputs computed once); rows whose reference fails its own tests are dropped, counted and logged. With
-    ``code_reward_fraction`` a ``correct_threshold`` below 1.0 is raised to 1.0 (logged)."""
+    ``code_reward_fraction`` the config's ``correct_threshold`` must be 1.0 (``antisd train`` sets it so,
+    ``antisd.cli.options.trainer_values``): a rollout that passes only some tests is no sibling solution."""
     from antisd.rewards.code.score import make_executor
     from antisd.rewards import CodeReward, MathReward
 
@@ -104,6 +105,10 @@ def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
                           answer_extraction=reward_args.answer_extraction), dataset
     if reward_args.reward_format_strict:
         logger.warning("reward_format_strict applies to the maths reward only; the code reward ignores it")
+    if reward_args.code_reward_fraction and config.correct_threshold < 1.0:
+        raise InputError(f"correct_threshold={config.correct_threshold} with code_reward_fraction: a rollout that "
+                         "passes only some tests would count as correct (a sibling solution for the teacher); set "
+                         "correct_threshold to 1.0 (antisd train does so itself)")
     reward = CodeReward(fraction=reward_args.code_reward_fraction, mode=extraction_mode(reward_args, data_cfg),
                         executor=make_executor(reward_args.code_sandbox), workers=reward_args.code_workers)
     try:
@@ -118,10 +123,6 @@ def make_reward(kind: str, reward_args: RewardArgs, data_cfg, config, dataset):
             raise InputError(f"dataset_name={data_cfg.dataset_name!r}: every code task is unusable (its reference "
                              f"fails its own tests), e.g. {listed}")
         dataset = dataset.select([i for i, pid in enumerate(dataset["problem_id"]) if pid not in unusable])
-    if reward_args.code_reward_fraction and config.correct_threshold < 1.0:
-        logger.info("correct_threshold %s -> 1.0: with code_reward_fraction only a rollout that passes every test "
-                    "is correct (a sibling solution for the teacher)", config.correct_threshold)
-        config.correct_threshold = 1.0
     return reward, dataset
 
 
@@ -163,13 +164,18 @@ def run_train(model_args: ModelArgs, data_cfg, config, reward_args: RewardArgs |
     `run_inputs`, the settings of ``antisd.cli.options.train_inputs``) or anything else is written.
 
     ``antisd.data.problems.load_problems`` maps the dataset to its canonical columns, so ``config``'s
-    ``answer_column``/``solution_column``/``problem_id_column`` are pointed at them
-    (``AntiSDConfig.use_canonical_columns``; a changed value is logged).
+    ``answer_column``/``solution_column``/``problem_id_column`` must name them: their defaults, which
+    ``antisd train`` always uses (``AntiSDConfig.check_problem_columns``; the source data's own column names
+    are ``data_cfg``'s). Nothing here changes a config: each was validated once, when it was built.
     """
     from antisd.lm.names import resolve_model
 
     reward_args = reward_args or RewardArgs()
     check_output_dir(config.output_dir)
+    try:
+        config.check_problem_columns()
+    except ValueError as e:
+        raise InputError(str(e)) from None
     resume = _resume_arg(config.resume_from_checkpoint, config.output_dir)
     model_label, data_label = model_args.model_name_or_path, data_cfg.dataset_name  # as given: report and card
     dataset, data_cfg, kind, why = load_training_data(data_cfg, reward_args)  # validated before anything big loads
@@ -225,9 +231,6 @@ def _build_trainer(model_args: ModelArgs, data_cfg, config, reward, dataset, *, 
     logger.info("Loading the tokenizer of %s", name)
     tokenizer = _load_checked("tokenizer", name, load_tokenizer, name, trust_remote_code=model_args.trust_remote_code)
     check_prompt_format(tokenizer, data_cfg)
-    for field, (old, new) in config.use_canonical_columns().items():
-        if old is not None:  # a column name set for the source data; the trainer reads the mapped one
-            logger.info("AntiSDConfig.%s: %r -> %r (the column antisd.data.problems.load_problems writes)", field, old, new)
     logger.info("Loading the model %s (dtype %s)", name, model_args.dtype)
     model = _load_checked("model", name, AutoModelForCausalLM.from_pretrained, name,
                           dtype=torch_dtype(model_args.dtype), trust_remote_code=model_args.trust_remote_code)
