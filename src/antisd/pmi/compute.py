@@ -17,7 +17,8 @@ recomputes log pi(y | x) and log pi(y | x, c) independently: one unpadded sequen
 full logits, float64 log-softmax, summed over the completion; then sum_t u_t must equal
 log pi(y | x, c) - log pi(y | x).
 
-Bad rollouts (empty completion, no verified solution for the context, a chat prompt with a
+Rollouts in, one ``PMIRecord`` per scored rollout out (both in ``antisd.pmi.records``, importable from
+here too). Bad rollouts (empty completion, no verified solution for the context, a chat prompt with a
 tokenizer that has no chat template, ...) are skipped with a message and counted in a
 ``SkipLog``; the rest of the batch is processed.
 """
@@ -26,92 +27,29 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from antisd.method.context import ContextConfig, build_teacher_contexts
 from antisd.lm.plumbing import model_device
 from antisd.lm.sampling import pad_prompts_and_completions, pad_token_id
+from antisd.method.context import ContextConfig, build_teacher_contexts
+from antisd.pmi.records import PMIRecord, Prompt, PromptError, Rollout
+
+__all__ = ["MAX_LOGGED_PER_REASON", "PIECE_WINDOW", "PMIRecord", "Prompt", "PromptError", "Rollout", "SkipLog",
+           "attach_contexts", "compute_pmi", "prompt_text", "records_from_stored", "score_completions",
+           "sequence_logprob", "token_pieces", "tokenize_prompt"]
 
 logger = logging.getLogger(__name__)
 
-Prompt = str | list[dict[str, Any]]
 MAX_LOGGED_PER_REASON = 5
 PIECE_WINDOW = 8  # tokens of left context used to decode one token's text (spaces, merged bytes)
 
 
-# ------------------------------------------------------------------------------------ records
-
-
-@dataclass
-class Rollout:
-    """One completion to score. ``completion_ids`` are scored as is (never re-tokenized)."""
-
-    prompt: Prompt
-    completion_ids: list[int] | None = None
-    completion: str | None = None
-    reward: float | None = None
-    answer: str | None = None
-    solution: str | None = None
-    problem_id: str | None = None
-    teacher_prompt: Prompt | None = None  # when set, used as is (no context choice)
-    context_given: bool = False  # the source fixed the context, possibly to none (trainer dump, sampler)
-    source: str | None = None
-    correct: bool | None = None
-    rollout_id: str = ""
-    stored: dict[str, list[float]] | None = None  # the trainer's student_logps/teacher_logps/teacher_entropy
-
-
-@dataclass
-class PMIRecord:
-    """Per-token values of one scored rollout; lists have one entry per completion token (T,)."""
-
-    rollout_id: str
-    token_ids: list[int]
-    tokens: list[str]
-    student_logps: list[float]
-    teacher_logps: list[float]
-    teacher_entropy: list[float] | None = None
-    student_entropy: list[float] | None = None
-    seq_student_logp: float | None = None  # log pi(y | x), separate whole-sequence forward
-    seq_teacher_logp: float | None = None  # log pi(y | x, c), idem
-    problem_id: str | None = None
-    source: str | None = None
-    correct: bool | None = None
-    reward: float | None = None
-    prompt: Prompt | None = None
-    teacher_prompt: Prompt | None = None
-    truncated: bool = False
-
-    @property
-    def u(self) -> list[float]:
-        """u_t = t_t - s_t. (T,)"""
-        return [t - s for t, s in zip(self.teacher_logps, self.student_logps)]
-
-    @property
-    def sum_u(self) -> float:
-        return math.fsum(self.u)
-
-    @property
-    def seq_pmi(self) -> float | None:
-        """log pi(y | x, c) - log pi(y | x) from the whole-sequence forwards (None if not run)."""
-        if self.seq_student_logp is None or self.seq_teacher_logp is None:
-            return None
-        return self.seq_teacher_logp - self.seq_student_logp
-
-    @property
-    def telescoping_error(self) -> float | None:
-        """|sum_t u_t - (log pi(y|x,c) - log pi(y|x))|, or None when the check did not run."""
-        pmi = self.seq_pmi
-        return None if pmi is None else abs(self.sum_u - pmi)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=lambda o: None)
+# ------------------------------------------------------------------------------------ skipped rollouts
 
 
 @dataclass
@@ -136,8 +74,6 @@ class SkipLog:
         return sum(self.counts.values())
 
 
-class PromptError(ValueError):
-    """A prompt that cannot be tokenized as training would (e.g. chat prompt, no chat template)."""
 
 
 # ------------------------------------------------------------------------------------ tokenization

@@ -3,6 +3,8 @@
 - ``tasks``: procedural search problems with verifiable integer answers, held-out split by hash.
 - ``tokenizer``: a word-level tokenizer (deliberation words and ``\\boxed{`` are single tokens).
 - ``traces``: student-format and privileged-format SFT traces; the teacher-prompt constants.
+- ``recipes``: the base policies' recipes (``ToyBaseConfig``) and their hashes.
+- ``defaults``: the built-in names and the default settings of ``antisd train`` on the toy world.
 - ``base_policy``: a tiny Qwen3 warm-started with TRL's SFTTrainer, cached by recipe hash.
 - ``evaluate``: held-out accuracy at temperature 1 with the project's math reward.
 - ``pmi_check``: mean PMI u_t on deliberation vs answer-committing tokens of base rollouts.

@@ -2,7 +2,8 @@
 
 ``ensure_base_policy(config, cache_dir)`` returns the directory of a saved model + tokenizer
 (load both by path with ``AutoModelForCausalLM``/``AutoTokenizer``) plus ``build_info.json``
-(recipe, held-out accuracy, timings). The directory is named by a hash of the recipe, so a
+(recipe, held-out accuracy, timings). The directory is named by a hash of the recipe
+(`antisd.toyworld.recipes`: `ToyBaseConfig` and the named recipes, importable from here too), so a
 changed recipe rebuilds and an unchanged one is reused. Builds go to a temporary directory next
 to the target and are renamed into place when complete, so a crash never leaves half a cache;
 the temporary folders of builds that died are removed by the next build (``clean_stale_builds``).
@@ -31,11 +32,17 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from antisd.toyworld.tasks import ToyTaskConfig, make_problems, iter_problems
-from antisd.toyworld.traces import ToyTraceConfig, sft_example
+from antisd.toyworld.recipes import RECIPE_VERSION, RECIPES, ToyBaseConfig, recipe
+from antisd.toyworld.tasks import iter_problems, make_problems
+from antisd.toyworld.traces import sft_example
+
+__all__ = ["BUILD_INFO", "EVAL_SEED", "RECIPES", "RECIPE_VERSION", "SHIPPED_DIR", "SHIPPED_SHA256",
+           "STALE_BUILD_AGE_S", "ToyBaseConfig", "build_base_policy", "build_model", "clean_stale_builds",
+           "default_cache_dir", "ensure_base_policy", "heldout_rows", "load_build_info", "main", "pick_num_threads",
+           "pid_alive", "recipe", "sft_dataset", "sft_rows", "shipped_base_policy", "user_cache_dir",
+           "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,80 +56,9 @@ SHIPPED_SHA256 = {
     "toybase-commit-feb26b9dcbe8": "72162022970a755fe993a88a4bc48143e77e348c1d79da62504ac0a71fcbacb9",
     "toybase-search-226198b7bcd0": "ba579703d90e158cacd2c3a063f077554e17bb0f0469d9dc6e7bac2f437d19ff",
 }
-RECIPE_VERSION = 2  # bump when trace writing, model building or evaluation changes meaning
 BUILD_INFO = "build_info.json"
 STALE_BUILD_AGE_S = 2 * 24 * 3600.0  # a temporary build folder this old is removed even if its pid is in use
 EVAL_SEED = 12345  # the held-out evaluation set is the same for every recipe with the same task config
-
-
-@dataclass(frozen=True)
-class ToyBaseConfig:
-    """Recipe of a toy base policy; its hash names the cache directory."""
-
-    # model (Qwen3ForCausalLM)
-    hidden_size: int = field(default=128, metadata={"help": "Hidden size of the Qwen3 model."})
-    num_layers: int = field(default=2, metadata={"help": "Number of decoder layers."})
-    num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
-    num_kv_heads: int = field(default=2, metadata={"help": "Key/value heads (grouped-query attention)."})
-    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
-    max_number: int = field(default=255, metadata={"help": "Numbers 0..max_number are single tokens."})
-    # SFT (TRL SFTTrainer)
-    sft_steps: int = field(default=2000, metadata={"help": "Optimizer steps of SFT (one fresh batch each). 2,000 since "
-                                                   "the recipe at 1,000 swung with the SFT seed (held-out 0.20-0.42; "
-                                                   "docs/toyworld.md)."})
-    batch_size: int = field(default=64, metadata={"help": "Sequences per SFT step."})
-    learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine schedule)."})
-    warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    privileged_frac: float = field(default=0.3, metadata={"help": "Share of SFT examples in the privileged format (reference in the prompt)."})
-    seed: int = field(default=0, metadata={"help": "Seed of model init, SFT data and SFT order."})
-    # evaluation of the built policy
-    eval_samples: int = field(default=512, metadata={"help": "Held-out problems scored after the build (one sample each, temperature 1)."})
-    max_new_tokens: int = field(default=96, metadata={"help": "Response budget at evaluation (and the RL default)."})
-    # data
-    task: ToyTaskConfig = field(default_factory=ToyTaskConfig, metadata={"help": "Task families and difficulty knobs."})
-    traces: ToyTraceConfig = field(default_factory=ToyTraceConfig, metadata={"help": "Trace writing knobs (privileged_style decides the PMI split)."})
-
-    def __post_init__(self) -> None:
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} must divide by num_heads={self.num_heads}, which must divide by num_kv_heads={self.num_kv_heads}")
-        if self.task.max_number > self.max_number:
-            raise ValueError(f"max_number={self.max_number} is below the task's largest number {self.task.max_number}; raise max_number or shrink the task ranges")
-        if not 0.0 <= self.privileged_frac <= 1.0:
-            raise ValueError(f"privileged_frac={self.privileged_frac} must be in [0, 1]")
-        for name in ("sft_steps", "batch_size", "eval_samples", "max_new_tokens", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.traces.max_completion_tokens > self.max_new_tokens:
-            raise ValueError(f"traces.max_completion_tokens={self.traces.max_completion_tokens} exceeds max_new_tokens={self.max_new_tokens}: SFT traces would not fit the response budget")
-
-    @classmethod
-    def tiny(cls, **overrides) -> ToyBaseConfig:
-        """A seconds-long recipe for tests: 1-layer hidden-32 model, 30 SFT steps, 32 eval samples."""
-        base = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                    sft_steps=30, batch_size=16, warmup_steps=3, eval_samples=32, max_new_tokens=96)
-        base.update(overrides)
-        return cls(**base)
-
-    def to_dict(self) -> dict:
-        return {"recipe_version": RECIPE_VERSION, **asdict(self)}
-
-    @property
-    def recipe_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    @property
-    def name(self) -> str:
-        return f"toybase-{self.traces.privileged_style}-{self.recipe_hash}"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ToyBaseConfig:
-        d = {k: v for k, v in d.items() if k != "recipe_version"}
-        task = ToyTaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("task", {}).items()})
-        traces = ToyTraceConfig(**d.pop("traces", {}))
-        return cls(task=task, traces=traces, **d)
 
 
 def user_cache_dir() -> Path:
@@ -323,12 +259,45 @@ def build_base_policy(config: ToyBaseConfig, out_dir: str | Path, *, num_threads
         torch.set_num_threads(threads_before)
 
 
+def sft_dataset(tokenizer, rows: list[dict[str, str]]):
+    """SFT rows as a ``datasets.Dataset`` of input_ids, labels (prompt masked with -100, eos appended) and
+    length (for group_by_length).
+
+    Tokenized here (batched, fast) and handed to SFTTrainer as input_ids + labels: the same loss as its
+    completion_only_loss on prompt/completion pairs, without its per-example map passes (~1 min for 96k
+    examples on a busy 2-core machine)."""
+    from datasets import Dataset
+
+    enc_p = tokenizer([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
+    enc_c = tokenizer([r["completion"] + tokenizer.eos_token for r in rows], add_special_tokens=False)["input_ids"]
+    return Dataset.from_dict({
+        "input_ids": [p + c for p, c in zip(enc_p, enc_c)],
+        "labels": [[-100] * len(p) + c for p, c in zip(enc_p, enc_c)],
+        "length": [len(p) + len(c) for p, c in zip(enc_p, enc_c)],  # for group_by_length
+    })
+
+
+def _sft_args(config: ToyBaseConfig, sft_dir: Path):
+    """SFTConfig of a build: the recipe's optimiser and schedule, nothing saved, one log per 5% of the steps."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(sft_dir), max_steps=config.sft_steps, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed,
+        completion_only_loss=True, max_length=None, packing=False, bf16=False, fp16=False,
+        gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=max(1, config.sft_steps // 20),
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length",  # less padding: ~1.5x faster
+        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+    )
+
+
 def _build(config: ToyBaseConfig, out_dir: Path, adapt_threads: bool = False) -> dict:
+    """The build itself (`build_base_policy`): tokenizer, model, SFT, held-out evaluation, save, build info."""
     import torch
     import transformers
     import trl
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from antisd.toyworld.evaluate import evaluate_accuracy
     from antisd.toyworld.tokenizer import build_tokenizer
@@ -341,31 +310,12 @@ def _build(config: ToyBaseConfig, out_dir: Path, adapt_threads: bool = False) ->
     logger.info("building toy base policy %s: %d parameters, %d SFT steps x %d, %d torch threads, load average %.1f",
                 config.name, n_params, config.sft_steps, config.batch_size, torch.get_num_threads(), _load())
 
-    rows = sft_rows(config)
-    # Tokenize here (batched, fast) and hand SFTTrainer input_ids + labels with the prompt masked
-    # (-100): the same loss as its completion_only_loss on prompt/completion pairs, without its
-    # per-example map passes (~1 min for 96k examples on a busy 2-core machine).
-    enc_p = tokenizer([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
-    enc_c = tokenizer([r["completion"] + tokenizer.eos_token for r in rows], add_special_tokens=False)["input_ids"]
-    dataset = Dataset.from_dict({
-        "input_ids": [p + c for p, c in zip(enc_p, enc_c)],
-        "labels": [[-100] * len(p) + c for p, c in zip(enc_p, enc_c)],
-        "length": [len(p) + len(c) for p, c in zip(enc_p, enc_c)],  # for group_by_length
-    })
+    dataset = sft_dataset(tokenizer, sft_rows(config))
     t_data = time.perf_counter() - t0
 
     sft_dir = out_dir / "_sft"  # trainer scratch (nothing is saved there), removed before saving
-    args = SFTConfig(
-        output_dir=str(sft_dir), max_steps=config.sft_steps, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed,
-        completion_only_loss=True, max_length=None, packing=False, bf16=False, fp16=False,
-        gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=max(1, config.sft_steps // 20),
-        dataloader_num_workers=0, train_sampling_strategy="group_by_length",  # less padding: ~1.5x faster
-        disable_tqdm=not logger.isEnabledFor(logging.INFO),
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[_ProgressLog(config.sft_steps, adapt_threads)])
+    trainer = SFTTrainer(model=model, args=_sft_args(config, sft_dir), train_dataset=dataset,
+                         processing_class=tokenizer, callbacks=[_ProgressLog(config.sft_steps, adapt_threads)])
     t1 = time.perf_counter()
     result = trainer.train()
     t_sft = time.perf_counter() - t1
@@ -401,29 +351,6 @@ def _load() -> float:
     except OSError:  # pragma: no cover
         return float("nan")
 
-
-def _a0(**overrides) -> ToyBaseConfig:
-    """Base A0 of docs/benchmarks.md: the default recipe of before (1,000 SFT steps), seed 0; ships."""
-    return ToyBaseConfig(**{"sft_steps": 1000, **overrides})
-
-
-def _search(**overrides) -> ToyBaseConfig:
-    """The default recipe with the ``search`` privileged style (u ~ 0 on deliberation by design; docs/toyworld.md)."""
-    cfg = ToyBaseConfig(**overrides)
-    return dataclasses.replace(cfg, traces=dataclasses.replace(cfg.traces, privileged_style="search"))
-
-
-RECIPES = {"default": ToyBaseConfig, "tiny": ToyBaseConfig.tiny, "a0": _a0, "search": _search}
-
-
-def recipe(name: str = "default", *, privileged_style: str | None = None, **overrides) -> ToyBaseConfig:
-    """A named recipe (``default``, ``tiny``, ``a0``, ``search``), optionally with another privileged style."""
-    if name not in RECIPES:
-        raise ValueError(f"recipe={name!r}; valid: {sorted(RECIPES)}")
-    cfg = RECIPES[name](**overrides)
-    if privileged_style is not None:
-        cfg = dataclasses.replace(cfg, traces=dataclasses.replace(cfg.traces, privileged_style=privileged_style))
-    return cfg
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -119,6 +119,53 @@ def rollout_bootstrap(per_rollout: Sequence[Sequence[float]], *, n_boot: int = 2
             "hi": boots[n_boot - 1 - lo_i]}
 
 
+def _u_by_category(s_logps: Sequence[torch.Tensor], t_logps: Sequence[torch.Tensor], cats: Sequence[list[str]],
+                   words: Sequence[list[str]]) -> tuple[dict, dict, dict, dict[str, list[list[float]]]]:
+    """u_t = t_t - s_t of every token, grouped: by category, by word after a failed try, deliberation words
+    after the first failed try vs later ones, and per rollout the two claim-1 groups (deliberation after a
+    failed try, the correct candidate)."""
+    by_cat: dict[str, list[float]] = defaultdict(list)
+    by_word: dict[str, list[float]] = defaultdict(list)
+    by_fail: dict[str, list[float]] = defaultdict(list)  # first failed try vs later ones
+    claim1: dict[str, list[list[float]]] = {"deliberation_after_fail": [], "correct_candidate": []}  # per rollout
+    for tl, sl, cs, ws in zip(t_logps, s_logps, cats, words):
+        u = (tl - sl).tolist()
+        fails = 0
+        mine: dict[str, list[float]] = {k: [] for k in claim1}
+        for ut, c, w in zip(u, cs, ws):
+            by_cat[c].append(ut)
+            if c == "correct_candidate":
+                mine["correct_candidate"].append(ut)
+            if c == "after_fail":
+                fails += 1
+                by_word[w].append(ut)
+                if w in DELIBERATION_WORDS:
+                    by_fail["after_first_fail" if fails == 1 else "after_later_fail"].append(ut)
+                    mine["deliberation_after_fail"].append(ut)
+        for k, v in mine.items():
+            claim1[k].append(v)
+    return by_cat, by_word, by_fail, claim1
+
+
+def _form_summary(ctxs: Sequence, s_logps: Sequence[torch.Tensor], t_logps: Sequence[torch.Tensor],
+                  t_ents: Sequence[torch.Tensor], cats: Sequence[list[str]], words: Sequence[list[str]], *,
+                  n_boot: int, seed: int) -> dict:
+    """The summary of one reference form (``run_pmi_check``'s ``forms`` entries)."""
+    by_cat, by_word, by_fail, claim1 = _u_by_category(s_logps, t_logps, cats, words)
+    delib = [v for w in DELIBERATION_WORDS for v in by_word.get(w, [])]
+    ent_all = torch.cat(t_ents).tolist()
+    return {
+        "sources": {s: sum(c.source == s for c in ctxs) / len(ctxs) for s in ("sibling", "dataset")},
+        "categories": {c: _summary(by_cat[c]) for c in CATEGORIES},
+        "deliberation_words": _summary(delib),
+        "deliberation_by_fail": {k: _summary(by_fail[k]) for k in ("after_first_fail", "after_later_fail")},
+        "after_fail_by_word": {w: _summary(v) for w, v in sorted(by_word.items())},
+        "teacher_entropy": {"mean": statistics.fmean(ent_all), "median": statistics.median(ent_all)},
+        "sum_u_per_rollout": _summary([float((tl - sl).sum()) for tl, sl in zip(t_logps, s_logps)]),
+        "claim1": {k: rollout_bootstrap(v, n_boot=n_boot, seed=seed) for k, v in claim1.items()},
+    }
+
+
 def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: int = 4,
                   max_new_tokens: int | None = None, forms: Sequence[str] = ("answer", "sibling"),
                   seed: int = 0, n_boot: int = 2000) -> dict:
@@ -165,38 +212,7 @@ def run_pmi_check(model_path: str | Path, *, n_problems: int = 128, group_size: 
                                       config=ctx_cfg, seed=seed)
         teacher_prompt_ids = tok([c.prompt for c in ctxs], add_special_tokens=False)["input_ids"]
         t_logps, t_ents = completion_logps(model, teacher_prompt_ids, comp_ids, tok.pad_token_id)
-        by_cat: dict[str, list[float]] = defaultdict(list)
-        by_word: dict[str, list[float]] = defaultdict(list)
-        by_fail: dict[str, list[float]] = defaultdict(list)  # first failed try vs later ones
-        claim1: dict[str, list[list[float]]] = {"deliberation_after_fail": [], "correct_candidate": []}  # per rollout
-        for tl, sl, cs, ws in zip(t_logps, s_logps, cats, words):
-            u = (tl - sl).tolist()
-            fails = 0
-            mine: dict[str, list[float]] = {k: [] for k in claim1}
-            for ut, c, w in zip(u, cs, ws):
-                by_cat[c].append(ut)
-                if c == "correct_candidate":
-                    mine["correct_candidate"].append(ut)
-                if c == "after_fail":
-                    fails += 1
-                    by_word[w].append(ut)
-                    if w in DELIBERATION_WORDS:
-                        by_fail["after_first_fail" if fails == 1 else "after_later_fail"].append(ut)
-                        mine["deliberation_after_fail"].append(ut)
-            for k, v in mine.items():
-                claim1[k].append(v)
-        delib = [v for w in DELIBERATION_WORDS for v in by_word.get(w, [])]
-        ent_all = torch.cat(t_ents).tolist()
-        result["forms"][form] = {
-            "sources": {s: sum(c.source == s for c in ctxs) / len(ctxs) for s in ("sibling", "dataset")},
-            "categories": {c: _summary(by_cat[c]) for c in CATEGORIES},
-            "deliberation_words": _summary(delib),
-            "deliberation_by_fail": {k: _summary(by_fail[k]) for k in ("after_first_fail", "after_later_fail")},
-            "after_fail_by_word": {w: _summary(v) for w, v in sorted(by_word.items())},
-            "teacher_entropy": {"mean": statistics.fmean(ent_all), "median": statistics.median(ent_all)},
-            "sum_u_per_rollout": _summary([float((tl - sl).sum()) for tl, sl in zip(t_logps, s_logps)]),
-            "claim1": {k: rollout_bootstrap(v, n_boot=n_boot, seed=seed) for k, v in claim1.items()},
-        }
+        result["forms"][form] = _form_summary(ctxs, s_logps, t_logps, t_ents, cats, words, n_boot=n_boot, seed=seed)
     s_ent_all = torch.cat(s_ents).tolist()
     result["student_entropy"] = {"mean": statistics.fmean(s_ent_all), "median": statistics.median(s_ent_all)}
     return result

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antisd.rewards.code._driver import EncodeError, decode, encode
+from antisd.rewards.code.driver.wire import EncodeError, decode, encode
 from antisd.rewards.code.compare import allclose, is_floats, outputs_match
 
 plain = st.recursive(

@@ -4,13 +4,18 @@ Layout (details in each module and in docs/code.md):
 
 - `extract`: code from a completion (last fenced python block, or raw), `CodeOutcome`, `CodeStats`.
 - `tasks`: `CodeTask` with `IOSuite` (EvalPlus inputs) or `AssertSuite` (MBPP assertions).
-- `data`: the shipped HumanEval+, MBPP+ and MBPP-train tasks (`load_tasks`).
-- `sandbox`: the `Executor` interface, `LocalExecutor` (bubblewrap or a logged fallback), `Limits`.
+- `executor`: the `Executor` interface, `Limits`, `RunResult`.
+- `sandbox`: `LocalExecutor` (bubblewrap or a logged fallback), over `forkserver` (the trusted side of a
+  warm fork server), `bwrap`, `cgroup`, `seccomp` and `records` (the capped record reader).
+- `driver`: the program that runs inside the sandbox (stdlib only), shipped as one text by `bundle`;
+  `driver.wire` is the plain-data codec both sides share.
 - `fusion`: `SandboxFusionExecutor`, the same interface over a Sandbox Fusion service.
 - `compare`: EvalPlus's output comparison on plain data; `harness`: expected outputs and verdicts.
 - `score`: `CodeScorer`, a process pool; `samples`: EvalPlus-format samples files and pass@k.
-- `spec` and `dataset` (not imported here: the pool's workers stay free of ``datasets``): user
-  tests cells -> task specs -> `CodeTask`; the trainer's code dataset and built-in ``mbpp_train``.
+- `spec`: user tests cells -> task specs -> `CodeTask`; `reward`: `CodeReward`, the reward for training.
+
+The shipped HumanEval+, MBPP+ and MBPP-train tasks are ``antisd.data.code_benchmarks`` (`load_tasks`), the
+trainer's code dataset ``antisd.data.code_problems``.
 
 The reward for training is ``antisd.rewards.CodeReward``; the eval presets ``antisd.evaluate.code``.
 """
@@ -33,10 +38,10 @@ _EXPORTS = {  # public name -> the module that defines it, imported on first use
     "SuiteResult": "antisd.rewards.code.harness",
     "UnusableTaskError": "antisd.rewards.code.harness",
     "check_program": "antisd.rewards.code.harness",
-    "Executor": "antisd.rewards.code.sandbox",
-    "Limits": "antisd.rewards.code.sandbox",
+    "Executor": "antisd.rewards.code.executor",
+    "Limits": "antisd.rewards.code.executor",
     "LocalExecutor": "antisd.rewards.code.sandbox",
-    "RunResult": "antisd.rewards.code.sandbox",
+    "RunResult": "antisd.rewards.code.executor",
     "SamplesReport": "antisd.rewards.code.samples",
     "score_samples": "antisd.rewards.code.samples",
     "CodeScorer": "antisd.rewards.code.score",

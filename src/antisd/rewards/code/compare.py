@@ -3,7 +3,7 @@
 Port of the checks in ``unsafe_execute`` of evalplus/evalplus ``evalplus/eval/__init__.py``
 (v0.3.1) and its special oracles (``evalplus/eval/_special_oracle.py``), Apache-2.0. Both `out`
 (the candidate's decoded output) and `exp` (the reference's) are values built by
-`antisd.rewards.code._driver.decode`: None, bool, int, float, complex, str, bytes, list, tuple, set,
+`antisd.rewards.code.driver.wire.decode`: None, bool, int, float, complex, str, bytes, list, tuple, set,
 frozenset, dict. So ``out == exp`` here never runs code the candidate wrote.
 
 For one input (EvalPlus semantics):
@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from antisd.rewards.code._driver import checked_hashes
+from antisd.rewards.code.driver.wire import checked_hashes
 
 MBPP_SET_EQ_ENTRY_POINTS = frozenset(
     {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",

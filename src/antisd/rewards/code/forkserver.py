@@ -2,7 +2,7 @@
 records with deadlines kept here, end the program.
 
 One `ForkServer` per executor per process (each scoring worker has its own). It starts
-`antisd.rewards.code._driver` in serve mode once, inside bubblewrap or as a plain process, optionally in a
+`antisd.rewards.code.driver` in serve mode once, inside bubblewrap or as a plain process, optionally in a
 cgroup of its own (`antisd.rewards.code.cgroup.RunGroup`: total memory, process count and a CPU quota for
 the server and the one program it runs). Each program then costs a fork of a warm interpreter
 instead of an interpreter start. A program is given two fresh pipes (records, stderr) over the

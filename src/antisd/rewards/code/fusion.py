@@ -2,10 +2,10 @@
 
 One run is one ``POST {endpoint}/run_code`` with the request schema of the ``sandbox-fusion``
 client (``RunCodeRequest``: code, language, stdin, run_timeout, compile_timeout, files,
-fetch_files) plus ``memory_limit_MB`` (as verl sends it). The code is `_driver` itself, with its
-config set at the top; the harness request travels on stdin; the driver writes its records to
-``antisd_results.jsonl`` in the run's directory, fetched back base64-encoded through
-``fetch_files``. Response mapping (``RunCodeResponse``):
+fetch_files) plus ``memory_limit_MB`` (as verl sends it). The code is the driver itself
+(`antisd.rewards.code.bundle.DRIVER_SOURCE`), with its config set at the top; the harness request
+travels on stdin; the driver writes its records to ``antisd_results.jsonl`` in the run's directory,
+fetched back base64-encoded through ``fetch_files``. Response mapping (``RunCodeResponse``):
 
 - ``status == "SandboxError"``, a transport error, or an HTTP error -> ``sandbox_error``;
 - ``run_result.status == "TimeLimitExceeded"`` -> ``timeout`` (the records fetched so far count);
@@ -27,7 +27,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from antisd.rewards.code.sandbox import DRIVER_SOURCE, Limits, RunResult, reader_for
+from antisd.rewards.code.bundle import DRIVER_SOURCE
+from antisd.rewards.code.executor import Limits, RunResult, reader_for
 
 logger = logging.getLogger(__name__)
 

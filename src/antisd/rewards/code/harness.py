@@ -1,10 +1,10 @@
 """Score one program on one `CodeTask`: expected outputs (computed once, cached), the sandboxed
-run, and the verdict, decided here in the trusted process from plain data.
+run, and the verdict, decided here in the trusted process from plain data (`antisd.rewards.code.verdicts`).
 
 IO suites (EvalPlus): the reference program runs once per suite in the sandbox on the suite's
 inputs; its outputs (plain data) and per-input times are cached on disk, keyed by
 `CodeTask.suite_key` (sha256 of reference, setup, entry point and inputs), under
-``$ANTISD_CODE_CACHE`` or ``~/.cache/antisd/rewards/code``. A candidate runs base then plus inputs in ONE
+``$ANTISD_CODE_CACHE`` or ``~/.cache/antisd/code``. A candidate runs base then plus inputs in ONE
 sandboxed process with EvalPlus's time limits: per input ``max(min_time_limit_s, factor * t_ref)``
 (an in-sandbox alarm, best effort), per suite at most ``max_suite_time_s``, and the sum (+
 ``startup_s``) as the hard wall clock. Each output is compared with `compare.outputs_match`.
@@ -28,17 +28,20 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from antisd.rewards.code._driver import decode, encode
-from antisd.rewards.code.compare import outputs_match
-from antisd.rewards.code.records import Item
-from antisd.rewards.code.sandbox import Executor, Limits, RunResult
+from antisd.files import atomic_write
+from antisd.rewards.code.driver.wire import decode, encode
+from antisd.rewards.code.executor import Executor, Limits
 from antisd.rewards.code.tasks import AssertSuite, CodeTask, IOSuite
+from antisd.rewards.code.verdicts import (RECORD_SLACK_BYTES, Expected, SuiteResult, assert_verdict, described,
+                                          io_suite_verdict, missing, record_cap, record_of, run_asserts)
+
+__all__ = ["CACHE_VERSION", "Expected", "HarnessConfig", "ProgramResult", "SuiteResult", "UnusableTaskError",
+           "check_program", "expected_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +68,6 @@ class HarnessConfig:
         return Path(root)
 
 
-@dataclass
-class Expected:
-    """The reference's results on one suite: outputs (IO suites) and times, or why it is unusable."""
-
-    key: str
-    outputs: list[Any] | None = None
-    times: list[float] = field(default_factory=list)
-    error: str | None = None
-    sizes: list[int] = field(default_factory=list)  # bytes of each output's record (IO suites)
-
-
-@dataclass
-class SuiteResult:
-    status: str
-    n_tests: int
-    n_passed: int = 0
-    failure: str | None = None  # the first failing test and why
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
 
 
 @dataclass
@@ -144,11 +126,8 @@ def _store(path: Path, expected: Expected, encoded_outputs: list[Any] | None) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = json.dumps({"outputs": encoded_outputs, "times": expected.times, "error": expected.error,
                        "sizes": expected.sizes})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as handle:
-        # level 1: level 9 (gzip's default) took 40% of computing HumanEval+'s expected outputs
-        handle.write(gzip.compress(blob.encode("utf-8", "surrogatepass"), compresslevel=1, mtime=0))
-    os.replace(tmp, path)
+    # level 1: level 9 (gzip's default) took 40% of computing HumanEval+'s expected outputs
+    atomic_write(path, gzip.compress(blob.encode("utf-8", "surrogatepass"), compresslevel=1, mtime=0))
 
 
 def expected_for(task: CodeTask, suite_name: str, executor: Executor, config: HarnessConfig) -> Expected:
@@ -179,8 +158,8 @@ def _compute_expected(task: CodeTask, suite: IOSuite | AssertSuite, key: str, ex
         return Expected(key=key), None, True  # no reference: the assertions are taken as written (nothing cached)
     limits = replace(config.limits, wall_s=task.reference_wall_s)
     if isinstance(suite, AssertSuite):
-        result = _run_asserts(task, task.reference, suite, executor, limits)
-        verdict = _assert_verdict(task, suite, result, 0, executor, limits)
+        result = run_asserts(task, task.reference, suite, executor, limits)
+        verdict = assert_verdict(task, suite, result, 0, executor, limits)
         error = None if verdict.passed else f"{verdict.status}: {verdict.failure}"
         return Expected(key=key, times=[result.wall_s], error=error), None, verdict.status in ("timeout", "sandbox_error")
     request = {"mode": "io", "program": task.reference, "setup": task.setup_code, "entry_point": task.entry_point,
@@ -190,9 +169,9 @@ def _compute_expected(task: CodeTask, suite: IOSuite | AssertSuite, key: str, ex
     encoded, times, sizes = [], [], []
     for k in range(len(suite)):
         item = result.items[k] if k < len(result.items) else None
-        record = _record(item)
+        record = record_of(item)
         if record is None or "out" not in record:
-            status, why = _missing(result, k) if item is None else ("fail", _described(record))
+            status, why = missing(result, k) if item is None else ("fail", described(record))
             return Expected(key=key, error=f"input {k}: {why}"), None, status in ("timeout", "sandbox_error")
         assert item is not None and item.raw is not None
         encoded.append(record["out"])
@@ -206,108 +185,8 @@ def _compute_expected(task: CodeTask, suite: IOSuite | AssertSuite, key: str, ex
 
 
 # ------------------------------------------------------------------------------------------
-# Candidate runs and verdicts
+# Candidate runs (their verdicts: antisd.rewards.code.verdicts)
 # ------------------------------------------------------------------------------------------
-
-
-_RECORD_SLACK_BYTES = 64 << 10
-_RECORD_FACTOR = 8  # an equal output's record can be this much longer (0 vs 0j, 0.5 vs 0.5000000000000001)
-_LATE_FRACTION = 0.9  # a program's own timeout report counts as one when this side saw >= 90% of the limit
-
-
-def _record(item: Item | None) -> dict[str, Any] | None:
-    """The JSON object of an item record, or None (no record, too large, not an object)."""
-    if item is None or item.raw is None:
-        return None
-    try:
-        record = json.loads(item.raw)
-    except (ValueError, RecursionError):
-        return None
-    return record if type(record) is dict else None
-
-
-def _text(value: Any) -> str:
-    return value[:300] if type(value) is str else "(malformed)"
-
-
-def _described(record: dict[str, Any] | None) -> str:
-    """Why a record is not an output: the program raised, reported a timeout, or sent something else."""
-    if record is None:
-        return "malformed or oversized record"
-    if "err" in record:
-        return f"raised {_text(record['err'])}"
-    if record.get("timeout") is True:
-        return "timed out"
-    return "malformed record"
-
-
-def _missing(result: RunResult, index: int) -> tuple[str, str]:
-    """(status, why) of an input with no record, from what this side saw of the run."""
-    if result.killed_at == index:
-        return "timeout", "exceeded its time limit (measured by the harness; the run was ended)"
-    if result.status == "timeout" and "ready" not in result.control:
-        return "timeout", "the program did not load within its time limit"
-    for key in ("load_error", "run_error"):
-        if key in result.control:
-            return "fail", f"{key}: {_text(result.control[key])}"
-    return {"timeout": ("timeout", "run killed at the wall-clock limit"),
-            "output_limit": ("fail", "output larger than the limit"),
-            "sandbox_error": ("sandbox_error", f"sandbox error: {result.message}")}.get(
-        result.status, ("fail", "no result (the program exited early)"))
-
-
-def _judge_output(task: CodeTask, item: Item, record: dict[str, Any] | None, expected_out: Any, cap: int,
-                  limit: float | None, args: Any) -> tuple[str, str]:
-    """(status, why) of one IO input that sent a record; every label is decided on this side."""
-    elapsed = item.elapsed_s
-    if item.late:
-        return "timeout", f"took {elapsed:.2f} s, limit {limit:.2f} s (measured by the harness)"
-    if item.raw is None or len(item.raw) > cap:
-        return "fail", f"output larger than the limit ({cap} bytes for this input)"
-    if record is None or "out" not in record:
-        if (record is not None and record.get("timeout") is True and limit is not None and elapsed is not None
-                and elapsed >= _LATE_FRACTION * limit):
-            return "timeout", f"took {elapsed:.2f} s, limit {limit:.2f} s (measured by the harness)"
-        why = _described(record)
-        return "fail", "reported a timeout before its time limit" if why == "timed out" else why
-    if outputs_match(decode(record["out"]), expected_out, task.atol, oracle=task.oracle, args=args):
-        return "pass", ""
-    return "fail", "wrong output"
-
-
-def _io_suite_verdict(task: CodeTask, suite: IOSuite, expected: Expected, result: RunResult, offset: int,
-                      time_limits: list[float]) -> SuiteResult:
-    if result.status == "sandbox_error":
-        return SuiteResult("sandbox_error", len(suite), failure=result.message)
-    assert expected.outputs is not None
-    passed, status, failure = 0, "pass", None
-    for k, args in enumerate(suite.inputs):
-        index = offset + k
-        item = result.items[index] if index < len(result.items) else None
-        if item is None:
-            verdict, why = _missing(result, index)
-        else:
-            try:
-                verdict, why = _judge_output(task, item, _record(item), expected.outputs[k], _record_cap(expected, k),
-                                             time_limits[index] if time_limits else None, args)
-            except Exception as exc:  # noqa: BLE001 - whatever the program sent, only this input fails
-                verdict, why = "fail", f"output could not be judged ({type(exc).__name__}: {str(exc)[:200]})"
-        if verdict == "pass":
-            passed += 1
-            continue
-        if failure is None:
-            failure = f"input {k}: {why}"
-        if verdict in ("timeout", "sandbox_error"):
-            status = verdict
-        elif status == "pass":
-            status = "fail"
-    return SuiteResult(status, len(suite), passed, failure)
-
-
-def _record_cap(expected: Expected, k: int) -> int:
-    """The longest record accepted for input k: a multiple of the reference's, plus slack."""
-    size = expected.sizes[k] if k < len(expected.sizes) else 0
-    return _RECORD_FACTOR * size + _RECORD_SLACK_BYTES
 
 
 def _io_time_limits(expected: Expected, config: HarnessConfig) -> tuple[list[float], float]:
@@ -345,77 +224,20 @@ def _check_io(task: CodeTask, program: str, suites: dict[str, Any], expected: di
         per_input, suite_wall = _io_time_limits(expected[name], config)
         inputs += [encode(args) for args in suite.inputs]
         time_limits += per_input
-        caps += [_record_cap(expected[name], k) for k in range(len(suite))]
+        caps += [record_cap(expected[name], k) for k in range(len(suite))]
         wall += suite_wall
     request = {"mode": "io", "program": program, "setup": task.setup_code, "entry_point": task.entry_point,
                "inputs": inputs, "time_limits": time_limits, "not_none": "unless_bool" if task.not_none else None}
     limits = replace(config.limits, wall_s=wall, max_record_bytes=max(caps), load_s=config.startup_s,
-                     max_result_bytes=min(config.limits.max_result_bytes, sum(caps) + _RECORD_SLACK_BYTES))
+                     max_result_bytes=min(config.limits.max_result_bytes, sum(caps) + RECORD_SLACK_BYTES))
     result = executor.run(request, limits)
     verdicts, offset = {}, 0
     for name, suite in suites.items():
-        verdicts[name] = _io_suite_verdict(task, suite, expected[name], result, offset, time_limits)
+        verdicts[name] = io_suite_verdict(task, suite, expected[name], result, offset, time_limits)
         offset += len(suite)
     return ProgramResult(task.task_id, verdicts["base"], verdicts.get("plus"), result.status, result.wall_s)
 
 
-def _run_asserts(task: CodeTask, program: str, suite: AssertSuite, executor: Executor, limits: Limits) -> RunResult:
-    request = {"mode": "expr", "program": program, "setup": task.setup_code,
-               "exprs": [list(split.calls) for split in suite.split]}
-    return executor.run(request, limits)
-
-
-def _fast_check(fast: tuple[Any, ...], values: list[Any]) -> bool:
-    kind, j = fast[0], fast[1]
-    if kind == "eq":
-        return bool(values[j] == fast[2])
-    return bool(values[j]) if kind == "truthy" else not values[j]
-
-
-def _assert_values(result: RunResult, index: int, n_calls: int) -> tuple[list[Any] | None, str]:
-    """The decoded values of one assertion's calls, or (None, why)."""
-    item = result.items[index] if index < len(result.items) else None
-    if item is None:
-        return None, _missing(result, index)[1]
-    record = _record(item)
-    if record is None or type(record.get("vals")) is not list or len(record["vals"]) != n_calls:
-        return None, _described(record)
-    try:
-        return [decode(v) for v in record["vals"]], ""
-    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        return None, f"malformed values ({type(exc).__name__})"
-
-
-def _assert_verdict(task: CodeTask, suite: AssertSuite, result: RunResult, offset: int, executor: Executor,
-                    limits: Limits) -> SuiteResult:
-    """Verdict of an assert suite from the values the run sent back (plus a trusted check run)."""
-    if result.status == "sandbox_error":
-        return SuiteResult("sandbox_error", len(suite), failure=result.message)
-    outcomes: dict[int, tuple[bool, str]] = {}
-    pending: list[tuple[int, list[Any]]] = []
-    for k, split in enumerate(suite.split):
-        values, why = _assert_values(result, offset + k, len(split.calls))
-        if values is None:
-            outcomes[k] = (False, why)
-        elif split.fast is not None:
-            outcomes[k] = (_fast_check(split.fast, values), "assertion failed")
-        else:
-            pending.append((k, values))
-    if pending:
-        checks = [{"expr": suite.split[k].check, "values": [encode(v) for v in values]} for k, values in pending]
-        request = {"mode": "check", "program": task.reference, "setup": task.setup_code, "checks": checks}
-        checked = executor.run(request, limits)
-        for n, (k, _) in enumerate(pending):
-            record = _record(checked.items[n] if n < len(checked.items) else None)
-            outcomes[k] = (record is not None and record.get("ok") is True, "assertion failed")
-    passed = sum(ok for ok, _ in outcomes.values())
-    failing = [k for k in sorted(outcomes) if not outcomes[k][0]]
-    if not failing:
-        return SuiteResult("pass", len(suite), passed)
-    k = failing[0]
-    timed_out = result.killed_at == offset + k or (result.items[offset + k] is None and result.status == "timeout")
-    return SuiteResult("timeout" if timed_out else "fail", len(suite), passed,
-                       f"test {k} ({suite.asserts[k].strip()[:120]}): {outcomes[k][1]}")
 
 
 def _check_asserts(task: CodeTask, program: str, suites: dict[str, Any], expected: dict[str, Expected],
@@ -425,9 +247,9 @@ def _check_asserts(task: CodeTask, program: str, suites: dict[str, Any], expecte
     wall = config.startup_s + min(config.max_suite_time_s * len(suites),
                                   max(config.min_time_limit_s * len(all_tests), config.time_limit_factor * reference_s))
     limits = replace(config.limits, wall_s=wall, load_s=config.startup_s)
-    result = _run_asserts(task, program, all_tests, executor, limits)
+    result = run_asserts(task, program, all_tests, executor, limits)
     verdicts, offset = {}, 0
     for name, suite in suites.items():
-        verdicts[name] = _assert_verdict(task, suite, result, offset, executor, limits)
+        verdicts[name] = assert_verdict(task, suite, result, offset, executor, limits)
         offset += len(suite)
     return ProgramResult(task.task_id, verdicts["base"], verdicts.get("plus"), result.status, result.wall_s)

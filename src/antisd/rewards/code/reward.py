@@ -36,8 +36,8 @@ from typing import Any
 
 from antisd.rewards.code.spec import task_from_spec
 from antisd.rewards.code.extract import EXTRACTED, CodeOutcome, CodeStats
+from antisd.rewards.code.executor import Executor
 from antisd.rewards.code.harness import ProgramResult
-from antisd.rewards.code.sandbox import Executor
 from antisd.rewards.code.score import CodeScorer, default_workers, outcome_of
 from antisd.rewards.code.tasks import CodeTask
 from antisd.rewards.reward import completion_text

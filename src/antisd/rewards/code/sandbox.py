@@ -1,6 +1,7 @@
-"""Run untrusted Python in a sandbox: the `Executor` interface and its local backend.
+"""Run untrusted Python in a sandbox: the local backend of the `Executor` interface.
 
-An executor runs `antisd.rewards.code._driver` (stdlib only) on one request and returns what the driver
+An executor (`antisd.rewards.code.executor`: `Executor`, `Limits`, `RunResult`, imported here too) runs the
+in-sandbox driver (`antisd.rewards.code.driver`, stdlib only) on one request and returns what the driver
 sent back (`RunResult`: the records read under `antisd.rewards.code.records`' caps, with the times this
 side measured). It never judges: verdicts are computed by the caller from the decoded plain data
 (`antisd.rewards.code.harness`).
@@ -50,115 +51,31 @@ import shutil
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from antisd.rewards.code import cgroup, seccomp
+from antisd.rewards.code.bundle import DRIVER_SOURCE
 from antisd.rewards.code.bwrap import SANDBOX_DIR, bwrap_argv, default_python, find_bwrap
+from antisd.rewards.code.executor import Executor, Limits, RunResult, reader_for, request_items
 from antisd.rewards.code.forkserver import ForkServer, Outcome, ServerError
-from antisd.rewards.code.records import Item, RecordReader
+
+__all__ = ["DRIVER_SOURCE", "Executor", "Limits", "LocalExecutor", "RunResult", "reader_for", "request_items",
+           "result_of"]
 
 logger = logging.getLogger(__name__)
 
-DRIVER_SOURCE = (Path(__file__).with_name("_driver.py")).read_text(encoding="utf-8")
 _UID_BASE = 1 << 30  # per-run uids: _UID_BASE + (pid << 8) + counter, far above any real account
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one run (all enforced by the kernel or by the trusted side, never by the program)."""
-
-    wall_s: float = 10.0
-    memory_bytes: int = 4 << 30  # RLIMIT_AS per process, as EvalPlus; also the run's cgroup total
-    file_size_bytes: int = 16 << 20  # RLIMIT_FSIZE: largest file the program may write
-    scratch_bytes: int = 64 << 20  # size of the scratch tmpfs (all files together)
-    scratch_inodes: int = 4096  # files and directories in the scratch tmpfs (bwrap as root)
-    max_processes: int = 32  # RLIMIT_NPROC, and the run's cgroup process cap
-    max_open_files: int = 256
-    max_record_bytes: int = 1 << 20  # longest record line held; a longer one fails its input
-    max_result_bytes: int = 256 << 20  # bytes of records read back before the run is killed
-    max_stderr_bytes: int = 8 << 10
-    cpus: float = 1.0  # the run's CPU quota (cgroups)
-    load_s: float | None = None  # the program must load (define its functions) within this many seconds
-
-    def __post_init__(self) -> None:
-        for name in ("wall_s", "memory_bytes", "file_size_bytes", "scratch_bytes", "scratch_inodes",
-                     "max_processes", "max_open_files", "max_record_bytes", "max_result_bytes", "cpus"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"Limits.{name}={value!r} must be > 0")
-
-
-@dataclass
-class RunResult:
-    """What came back from one run, read under the caps of `antisd.rewards.code.records` (all UNTRUSTED).
-
-    status: "finished" (a final record arrived or the channel closed), "timeout" (killed at the wall
-    clock, or at an input's deadline: `killed_at` names that input), "output_limit" (more than
-    max_result_bytes of records), "sandbox_error" (the sandbox itself failed: launcher error, service
-    error; not the program's fault). items: one entry per input (None: no record came); control:
-    the ready/done/load_error/run_error records that arrived.
-    """
-
-    status: str
-    items: list[Item | None] = field(default_factory=list)
-    control: dict[str, Any] = field(default_factory=dict)
-    killed_at: int | None = None
-    malformed_lines: int = 0
-    wall_s: float = 0.0
-    returncode: int | None = None
-    stderr: str = ""
-    message: str = ""
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        """Every record as a decoded JSON object (for tests and diagnostics; the harness reads `items`)."""
-        out: list[dict[str, Any]] = [{key: value} for key, value in self.control.items()]
-        for item in self.items:
-            if item is not None and item.raw is not None:
-                try:
-                    out.append(json.loads(item.raw))
-                except (ValueError, RecursionError):
-                    pass
-        return out
-
-
-class Executor(Protocol):
-    """Runs the driver on one request within `limits`; never raises for the program's behaviour."""
-
-    name: str
-
-    def run(self, request: dict[str, Any], limits: Limits) -> RunResult: ...
-
-
-def request_items(request: dict[str, Any]) -> int:
-    """How many item records a request asks for (one per input, assertion or check)."""
-    key = {"io": "inputs", "expr": "exprs", "check": "checks"}.get(request.get("mode"))  # type: ignore[arg-type]
-    if key is None:
-        raise ValueError(f"unknown request mode {request.get('mode')!r}")
-    return len(request[key])
-
-
-def reader_for(request: dict[str, Any], limits: Limits) -> RecordReader:
-    """The reader of one run's records: its item count, caps and per-input time limits."""
-    limits_s = request.get("time_limits") if request.get("mode") == "io" else None
-    return RecordReader(request_items(request), max_record_bytes=limits.max_record_bytes,
-                        max_total_bytes=limits.max_result_bytes, load_limit_s=limits.load_s,
-                        time_limits=[float(t) for t in limits_s] if limits_s else None)
-
-
 def result_of(outcome: Outcome) -> RunResult:
+    """The `RunResult` of one fork-server run: what its record reader kept, and the server's outcome."""
     reader = outcome.reader
     return RunResult(status=outcome.status, items=reader.items, control=dict(reader.control),
                      killed_at=outcome.killed_at, malformed_lines=reader.malformed, wall_s=outcome.wall_s,
                      returncode=outcome.returncode, stderr=outcome.stderr.decode("utf-8", "replace"),
                      message=outcome.message)
 
-
-# ------------------------------------------------------------------------------------------
-# Local executor
-# ------------------------------------------------------------------------------------------
 
 _uid_counter = itertools.count()
 _probe_cache: dict[tuple[str, str], tuple[str | None, bool]] = {}

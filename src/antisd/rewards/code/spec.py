@@ -23,8 +23,7 @@ import math
 import textwrap
 from typing import Any
 
-from antisd.data.code_benchmarks import _first_target
-from antisd.rewards.code.tasks import AssertSuite, CodeTask, IOSuite, assert_targets, split_assert
+from antisd.rewards.code.tasks import AssertSuite, CodeTask, IOSuite, assert_targets, first_target, split_assert
 
 ASSERT_KEYS = ("asserts", "plus_asserts", "setup_code")
 IO_KEYS = ("entry_point", "inputs", "plus_inputs", "atol")
@@ -139,7 +138,7 @@ def task_from_spec(spec: str | dict[str, Any], task_id: str) -> CodeTask:
     except SyntaxError:  # found by CodeReward.prepare (the reference fails its tests)
         parsed_reference = None
     targets = assert_targets(asserts + plus, parsed_reference)
-    return CodeTask(task_id=task_id, benchmark="user", prompt="", entry_point=_first_target(asserts, targets),
+    return CodeTask(task_id=task_id, benchmark="user", prompt="", entry_point=first_target(asserts, targets),
                     reference=reference, setup_code=data.get("setup_code") or "",
                     base=AssertSuite(tuple(asserts), targets),
                     plus=AssertSuite(tuple(plus), targets) if plus else None, completion_prefix=prefix)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from antisd.rewards.code._driver import encode
+from antisd.rewards.code.driver.wire import encode
 
 _PLACEHOLDER = "__antisd_v"
 
@@ -195,3 +195,12 @@ def assert_targets(asserts: list[str], reference: str | None) -> frozenset[str]:
         if called & defined:
             return frozenset(called & defined)
     return frozenset(name for name in called if not hasattr(builtins, name))
+
+
+def first_target(asserts: list[str], targets: frozenset[str]) -> str | None:
+    """The first function under test (one of `targets`) called in the asserts: the task's entry point."""
+    for source in asserts:
+        for node in ast.walk(ast.parse(source.strip())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in targets:
+                return node.func.id
+    return None
