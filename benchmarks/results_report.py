@@ -343,6 +343,61 @@ def section_realmodel_claim1(records: list[dict]) -> list[str]:
     return lines
 
 
+def _curve(rec: dict) -> dict[int, float]:
+    return {int(p["step"]): float(p["acc"]) for p in rec["curve"] if "acc" in p}
+
+
+def _mean_acc(rec: dict) -> float:
+    """The area under the held-out curve, as the mean over its evaluation points (equally spaced)."""
+    c = _curve(rec)
+    return statistics.fmean(c.values())
+
+
+def section_realmodel_pilot(records: list[dict]) -> list[str]:
+    """SmolLM2 RL pilot (``benchmarks/realmodel_pilot.py``): stage 0's learning-rate probe, then the arms by seed."""
+    probe = sorted((r for r in records if r["study"].startswith("realmodel_pilot_lr")),
+                   key=lambda r: r["settings"]["train"]["learning_rate"])
+    pilot = sorted((r for r in records if r["study"] == "realmodel_pilot"), key=lambda r: (r["seed"], r["arm"]))
+    if not probe and not pilot:
+        return _none_yet("realmodel_pilot")
+    lines = []
+    if probe:
+        steps = sorted({s for r in probe for s in _curve(r)})
+        lines += ["Stage 0, the learning rate (GRPO, seed 0; held-out accuracy, 64 problems x 4 samples):", "",
+                  "| learning rate | " + " | ".join(f"step {s}" for s in steps) + " | not below step 0 at the end |",
+                  "|---|" + "---|" * len(steps) + "---|"]
+        for r in probe:
+            c = _curve(r)
+            ok = c[max(c)] >= c[0]
+            lines.append(f"| {r['settings']['train']['learning_rate']:g} | " + " | ".join(_f(c.get(s)) for s in steps)
+                         + f" | {'yes' if ok else 'no'} |")
+        chosen = [r for r in probe if _curve(r)[max(_curve(r))] >= _curve(r)[0]]
+        if chosen:
+            lines += ["", f"By the stated rule the pilot uses learning rate "
+                      f"{max(r['settings']['train']['learning_rate'] for r in chosen):g}."]
+    if pilot:
+        steps = sorted({s for r in pilot for s in _curve(r)})
+        lines += ["", "The pilot (held-out accuracy at each evaluation; AUC: the mean over the evaluations; paired "
+                  "with GRPO of the same seed; descriptive: 2 seeds cannot separate arms by a few points):", "",
+                  "| arm | seed | " + " | ".join(f"step {s}" for s in steps) + " | AUC | final − GRPO | AUC − GRPO "
+                  "| collapse | gate on | term / \\|A\\| when non-zero |",
+                  "|---|---|" + "---|" * len(steps) + "---|---|---|---|---|---|"]
+        grpo = {r["seed"]: r for r in pilot if r["arm"] == "grpo"}
+        for r in pilot:
+            c, ref = _curve(r), grpo.get(r["seed"])
+            last = max(c)
+            dfinal = dauc = "—"
+            if ref is not None and r["arm"] != "grpo" and last in _curve(ref):
+                dfinal, dauc = f"{c[last] - _curve(ref)[last]:+.3f}", f"{_mean_acc(r) - _mean_acc(ref):+.3f}"
+            collapse = "yes" if c[last] < 0.5 * c[0] else "no"
+            lines.append(f"| {ARM_NAMES.get(r['arm'], r['arm'])} | {r['seed']} | "
+                         + " | ".join(_f(c.get(s)) for s in steps)
+                         + f" | {_mean_acc(r):.3f} | {dfinal} | {dauc} | {collapse} "
+                         f"| {_f(_summary([r], 'gate', 'on_frac'), '{:.2f}')} "
+                         f"| {_f(_summary([r], 'token_term', 'size_ratio_mean_when_active'), '{:.4f}')} |")
+    return lines
+
+
 def section_records(records: list[dict]) -> list[str]:
     pmi = [r for r in records if r.get("kind") == "pmi"]
     records = [r for r in records if r.get("kind", "training") == "training"]
@@ -380,6 +435,7 @@ SECTIONS: dict[str, Callable[[list[dict]], list[str]]] = {
     "claim1_search_verdicts": section_claim1_search_verdicts,
     "claim1_pmi": section_claim1_pmi,
     "realmodel_claim1": section_realmodel_claim1,
+    "realmodel_pilot": section_realmodel_pilot,
     "records": section_records,
 }
 
