@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +73,9 @@ def test_real_benchmark_files_load_with_ids_answers_and_prompts(name):
     assert ds["solution"] == [r.get("solution") for r in raw]
     for prompt, r in zip(ds["prompt"], raw):  # chat prompts: the default system message, then the problem as is
         assert [m["role"] for m in prompt] == ["system", "user"] and prompt[1]["content"] == r["problem"]
+        assert prompt[0]["content"] == DEFAULT_SYSTEM_PROMPT
+
+
 def test_hub_formats_load_through_their_preset_columns(tmp_path):
     """Small files in each hub dataset's published format, read with ?like=PRESET."""
     write_jsonl(tmp_path / "gsm8k.jsonl", [

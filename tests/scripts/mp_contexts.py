@@ -1,7 +1,8 @@
-"""Run 1 generation step of AntiSD and dump the teacher contexts (used by test_multiprocess.py).
+"""Run 1 generation step of AntiSD and dump the teacher contexts (used by tests/trainer/test_multiprocess.py).
 
-Launched as a single process or with ``accelerate launch --num_processes 2 --cpu``; greedy
-decoding (top_k=1) makes the completions independent of the process layout.
+Launched as a single process or with ``accelerate launch --multi_gpu --num_processes 2`` (gloo on a CPU
+machine); greedy decoding (top_k=1) makes the completions independent of the process layout. A launched
+process leaves the process group before exiting (``launch_helpers.leave_process_group``).
 usage: mp_contexts.py MODEL_PATH OUTPUT_DIR PER_DEVICE_BATCH
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from launch_helpers import leave_process_group  # noqa: E402
 from trainer_helpers import make_trainer, toy_rows  # noqa: E402
 
 
@@ -19,10 +21,15 @@ def prompt_reward(prompts, completions, answer, **kwargs):
     return [float(int(a) % 2 == 1) for a in answer]
 
 
-if __name__ == "__main__":
-    model_path, out_dir, per_device = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def main(model_path: str, out_dir: str, per_device: int) -> None:
+    """One training step; the trainer (and the DDP wrapper holding the process group) goes with this frame."""
     dist = {"ddp_backend": "gloo"} if int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}
     tr = make_trainer(model_path, out_dir, rows=toy_rows(12), reward=prompt_reward, method="antisd",
                       per_device_train_batch_size=per_device, num_generations=4, max_steps=1, top_k=1,
                       dump_rollouts_every=1, gate="none", use_cpu=True, **dist)
     tr.train()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    leave_process_group()

@@ -4,7 +4,9 @@ Launched as one process, or with ``accelerate launch`` (FSDP / DeepSpeed / DDP, 
 gloo on a CPU machine). Writes, from the main process, ``OUT/result.json``: the per-step log
 (loss, grad norm, gate trace, PMI), the distributed type and FSDP version, the largest |u| seen
 by the token term when the teacher prompt is the student's own prompt (``--self-teacher``), and
-``OUT/weights.pt``: the full (gathered) float32 state dict after the last step.
+``OUT/weights.pt``: the full (gathered) float32 state dict after the last step; ``master_port``: the rendezvous
+port the launcher gave (None in one process). A launched process leaves the process group before exiting
+(``launch_helpers.leave_process_group``).
 
 Generation is a stand-in unless ``--generation greedy``: completion ids are a deterministic
 function of (global step, the row's index in the *global* generation batch), so one process and
@@ -31,6 +33,7 @@ from accelerate.utils import gather_object
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from launch_helpers import leave_process_group  # noqa: E402
 from trainer_helpers import make_trainer, toy_rows  # noqa: E402
 
 GLOBAL_BATCH = 8  # rollouts per step, whatever the number of processes
@@ -82,21 +85,21 @@ def standin_generation(trainer, seed: int = 0):
 
 
 def own_prompt_as_context(trainer) -> None:
-    """Wrap ``_global_contexts``: every rollout that has a privileged context gets the student's own prompt
+    """Wrap ``global_contexts``: every rollout that has a privileged context gets the student's own prompt
     instead (true u = 0); rollouts without one keep none."""
-    orig = trainer._global_contexts
+    orig = trainer.global_contexts
 
     def global_contexts(inputs, stash):
         contexts, rewards = orig(inputs, stash)
         own = [c if c.prompt is None else replace(c, prompt=x["prompt"]) for c, x in zip(contexts, inputs)]
         return own, rewards
 
-    trainer._global_contexts = global_contexts
+    trainer.global_contexts = global_contexts
 
 
 def record_self_pmi(trainer, seen: list[float]) -> None:
-    """Wrap ``_token_term`` (on the instance) to record max |u| = |t - s| over context tokens."""
-    orig = trainer._token_term
+    """Wrap ``token_term`` (on the instance) to record max |u| = |t - s| over context tokens."""
+    orig = trainer.token_term
 
     def token_term(seq_adv, pending, s_logps, s_ent, token_mask):
         mask = pending.ctx_mask.bool() & token_mask.bool()
@@ -105,7 +108,7 @@ def record_self_pmi(trainer, seen: list[float]) -> None:
             seen.append(float(u.abs().max()))
         return orig(seq_adv, pending, s_logps, s_ent, token_mask)
 
-    trainer._token_term = token_term
+    trainer.token_term = token_term
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -161,14 +164,10 @@ def main(argv=None) -> None:
             "world_size": world, "distributed_type": str(tr.accelerator.distributed_type),
             "fsdp_version": getattr(fsdp, "fsdp_version", None), "log": log,
             "max_abs_u": max(m[0] for m in per_process), "token_term_calls": [int(m[1]) for m in per_process],
+            "master_port": os.environ.get("MASTER_PORT"),
         }, indent=1))
-    # a clean shutdown: every process waits for the main one's files, then leaves the process group
-    # (a rank that exits with the gloo group still up can die in teardown: "terminate called without an
-    # active exception", seen in full-suite CI runs)
-    tr.accelerator.wait_for_everyone()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
     main()
+    leave_process_group()  # after main(): the trainer, which holds the process group, has gone with its frame

@@ -1,4 +1,4 @@
-"""AntiSD under FSDP2 in 2 CPU processes over gloo equals a 1-process run (issue 16, item 1).
+"""AntiSD under FSDP2 in 2 CPU processes over gloo equals a 1-process run (docs/scaleout.md).
 
 The accelerate config is the shipped recipe ``recipes/accelerate/fsdp2_8gpu.yaml`` with two
 overrides (``--num_processes 2 --mixed_precision no``). accelerate 1.15 selects FSDP only on an
@@ -16,13 +16,12 @@ CPU and patches nothing else (docs/scaleout.md). What is compared, and the toler
 
 A problem without a solution gives one process rollouts with no privileged context: its
 teacher pass then has fewer forwards than the other's, which hangs a sharded run unless the
-trainer matches them (``AntiSDTrainer._match_sharded_forwards``).
+trainer matches them (``TeacherPass.match_sharded_forwards``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,38 +31,43 @@ import pytest
 import torch
 
 from antisd.cli.main import RECIPES_DIR
-from launch_helpers import free_port, run_relaunching_on_gloo_abort
+from launch_helpers import free_port, launch_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sharded_train.py"
 RECIPE = RECIPES_DIR / "accelerate" / "fsdp2_8gpu.yaml"
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
-def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def _one(model, out, *extra):
+def run_one(model, out, *extra):
+    """Run the script in one process (no launcher); its result.json."""
     cmd = [sys.executable, str(SCRIPT), str(model), str(out), *extra]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads((Path(out) / "result.json").read_text())
-
-
-def _fsdp(model, out, *extra):
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    assert accelerate, "accelerate CLI not found next to the interpreter"
-    res = run_relaunching_on_gloo_abort(
-        lambda: [accelerate, "launch", "--config_file", str(RECIPE), "--num_processes", "2", "--mixed_precision", "no",
-                 "--main_process_port", free_port(), str(SCRIPT), str(model), str(out), *extra],
-        _env(), out, relaunch="--resume" not in extra)  # a resume's folder holds its checkpoint
+    res = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     result = json.loads((Path(out) / "result.json").read_text())
-    assert (result["world_size"], result["distributed_type"], result["fsdp_version"]) == (2, "DistributedType.FSDP", 2)
+    assert result["master_port"] is None  # one process, no rendezvous
     return result
 
 
-def _same_run(a: dict, b: dict, out_a: Path, out_b: Path) -> None:
+def run_launched(out, argv: list[str], **env: str) -> dict:
+    """Run ``accelerate launch ARGV`` once (no relaunch: the script ends with launch_helpers.leave_process_group),
+    on a free port; its result.json, whose processes met on that port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", port, *argv]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(**env), timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    result = json.loads((Path(out) / "result.json").read_text())
+    assert (result["world_size"], result["master_port"]) == (2, port)
+    return result
+
+
+def _fsdp(model, out, *extra):
+    result = run_launched(out, ["--config_file", str(RECIPE), "--num_processes", "2", "--mixed_precision", "no",
+                                str(SCRIPT), str(model), str(out), *extra])
+    assert (result["distributed_type"], result["fsdp_version"]) == ("DistributedType.FSDP", 2)
+    return result
+
+
+def assert_same_run(a: dict, b: dict, out_a: Path, out_b: Path) -> None:
     assert [h["step"] for h in a["log"]] == [h["step"] for h in b["log"]]
     for ha, hb in zip(a["log"], b["log"]):
         assert ha["gate/lambda"] == hb["gate/lambda"], f"gate trace differs at step {ha['step']}"
@@ -79,7 +83,7 @@ def _same_run(a: dict, b: dict, out_a: Path, out_b: Path) -> None:
 @pytest.fixture(scope="module")
 def one_process(tiny_model_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
-    return _one(tiny_model_path, out), out
+    return run_one(tiny_model_path, out), out
 
 
 def test_fsdp2_two_processes_equal_one_and_resume_exactly(tiny_model_path, one_process, tmp_path):
@@ -87,13 +91,13 @@ def test_fsdp2_two_processes_equal_one_and_resume_exactly(tiny_model_path, one_p
     assert [h["gate/lambda"] for h in one["log"]] == [0.0, 0.5, 0.5]  # warm-up, then on
     assert 0 < one["log"][0]["context/none_frac"] < 1  # rows without a context on one process only
     fsdp = _fsdp(tiny_model_path, tmp_path / "fsdp", "--save-every", "2")
-    _same_run(one, fsdp, one_dir, tmp_path / "fsdp")
+    assert_same_run(one, fsdp, one_dir, tmp_path / "fsdp")
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
     shutil.copytree(tmp_path / "fsdp" / "checkpoint-2", resumed_dir / "checkpoint-2")
     resumed = _fsdp(tiny_model_path, resumed_dir, "--save-every", "2", "--resume")
-    _same_run(fsdp, resumed, tmp_path / "fsdp", resumed_dir)
+    assert_same_run(fsdp, resumed, tmp_path / "fsdp", resumed_dir)
 
 
 def test_training_moves_the_weights_well_beyond_the_tolerance(tiny_model_path, one_process):

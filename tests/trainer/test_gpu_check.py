@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py cannot rot: its dry run (CPU, toy sizes) runs every check's code (issue 16, item 5)."""
+"""benchmarks/gpu_check.py cannot rot: its dry run (CPU, toy sizes) runs every check's code (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
