@@ -19,7 +19,7 @@ The names most users need are importable from here (imported on first use, so ``
 
 from __future__ import annotations
 
-import importlib
+from antisd.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,13 +35,4 @@ _EXPORTS = {  # public name -> the module that defines it
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

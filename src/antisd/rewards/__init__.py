@@ -16,7 +16,7 @@ exception becomes ``Outcome.ERROR`` (KeyboardInterrupt and SystemExit still pass
 
 from __future__ import annotations
 
-import importlib
+from antisd.lazy import lazy_exports
 
 _EXPORTS = {  # public name -> the module that defines it, imported on first use (so that importing one
     # submodule, as the sandbox's worker processes do, does not import the others)
@@ -45,13 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
