@@ -22,6 +22,8 @@ distinct answer is verified once, in this process (about 1 ms per answer).
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import logging
@@ -117,7 +119,7 @@ def check_file(name: str, *, problem_column: str = "problem", answer_column: str
                      solution_column=None, id_column=id_column)
     raw = load_raw(cfg)
     if id_column is None and "id" in raw.column_names:
-        cfg.id_column = "id"
+        cfg = dataclasses.replace(cfg, id_column="id")
     return check_rows(raw, cfg, max_problem_chars=max_problem_chars)
 
 

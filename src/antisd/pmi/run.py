@@ -10,6 +10,8 @@ GPU: antisd pmi --config recipes/models/qwen3-8b.yaml --max_problems 32 --sample
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import json
 import logging
@@ -88,8 +90,7 @@ def iter_records(cfg: PMIConfig, skips: SkipLog) -> tuple[Iterator[PMIRecord], i
         max_problems = cfg.max_problems
         if max_problems is None and cfg.max_rollouts is not None:
             max_problems = math.ceil(cfg.max_rollouts / cfg.samples_per_problem)
-        data_cfg = cfg.data_config()
-        data_cfg.max_samples = max_problems
+        data_cfg = dataclasses.replace(cfg.data_config(), max_samples=max_problems)
         problems = _checked(load_problem_rows, data_cfg, skips)
         expected = len(problems) * cfg.samples_per_problem
         info["n_problems"] = len(problems)
@@ -175,28 +176,29 @@ def _run_line(cfg: PMIConfig, info: dict[str, Any]) -> str:
             f"temperature {cfg.temperature}, context sources {ctx.get('sources')}, template {ctx.get('template', '')[:60]!r}...")
 
 
-def check_inputs(cfg: PMIConfig) -> None:
+def check_inputs(cfg: PMIConfig) -> PMIConfig:
     """The model, tokenizer and problem file of ``cfg`` (``antisd.cli.validate``, ``antisd.data.problems``): a bad
     one raises ``InputError`` (one line) before anything is written. The rows of a --dataset are
     validated as ``antisd train`` validates them; a --rollouts file is read row by row later (an
-    unusable row is skipped and counted)."""
+    unusable row is skipped and counted). Returns ``cfg`` with the model name resolved to its folder."""
     from antisd.data.problems import load_problems
     from antisd.lm.names import resolve_model
 
     check_output_dir(cfg.output_dir)
     if cfg.model and not cfg.use_stored_logps:  # toyworld, a local folder or a hub id (antisd.lm.names)
-        cfg.model = resolve_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None).path
+        cfg = dataclasses.replace(cfg, model=resolve_model(cfg.model, what="model", tokenizer=cfg.tokenizer is None).path)
     if cfg.tokenizer:
         check_tokenizer(cfg.tokenizer)
     if cfg.dataset is not None:
         load_problems(cfg.data_config())
+    return cfg
 
 
 def run(cfg: PMIConfig) -> tuple[PMITables, SkipLog, str]:
     """Do everything ``antisd pmi`` does; returns (tables, skips, report text)."""
     from tqdm.auto import tqdm
 
-    check_inputs(cfg)
+    cfg = check_inputs(cfg)  # the model name resolved to its folder: a new config, the caller's is not changed
     skips = SkipLog()
     records, expected, info = iter_records(cfg, skips)  # the model, tokenizer and templates load here
     out = Path(cfg.output_dir)
