@@ -94,13 +94,14 @@ def leave_process_group(wait_s: float = 0.5) -> None:
     launches; ending with this function instead: none in 40 (20 with the group dropped, 20 with it held).
 
     So: a barrier, every group destroyed, then a garbage collection, because the workers are joined by a group's
-    destructor, which runs only when the last reference to the group goes (DDP's wrapper holds its group: call
-    this after the run's objects are out of scope). Where workers are still alive ``wait_s`` seconds later, a
-    library keeps a group for the life of the process (seen here: under FSDP2, torch's DTensor redistribution
-    planner cache keeps the device mesh, which holds its group; under DeepSpeed ZeRO-3,
-    ``deepspeed.runtime.zero.parameter_offload.FWD_MODULE_STACK`` keeps the model, whose parameters hold their
-    group); the interpreter's finalization would race with those workers again, so the process ends without
-    it (``exit_unfinalized``), saying so on stderr.
+    destructor, which runs only when the last reference to the group goes (call this after the run's objects
+    are out of scope). Where workers are still alive ``wait_s`` seconds later, a library keeps a group for the
+    life of the process, and the interpreter's finalization would race with them again: the process then ends
+    without it (``exit_unfinalized``), saying so on stderr. Seen here with all three launched scripts: a
+    DistributedDataParallel keeps its group after the module itself is collected (even a bare
+    ``DDP(nn.Linear)``, held from C++: no Python object refers to the group); under FSDP2 torch's DTensor
+    redistribution planner cache keeps the device mesh, which holds its group; under DeepSpeed ZeRO-3
+    ``deepspeed.runtime.zero.parameter_offload.FWD_MODULE_STACK`` keeps the model, whose parameters hold theirs.
     """
     import torch.distributed as dist
 

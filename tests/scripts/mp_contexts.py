@@ -22,7 +22,7 @@ def prompt_reward(prompts, completions, answer, **kwargs):
 
 
 def main(model_path: str, out_dir: str, per_device: int) -> None:
-    """One training step; the trainer (and the DDP wrapper holding the process group) goes with this frame."""
+    """One training step; the run's objects go with this frame, before leave_process_group."""
     dist = {"ddp_backend": "gloo"} if int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}
     tr = make_trainer(model_path, out_dir, rows=toy_rows(12), reward=prompt_reward, method="antisd",
                       per_device_train_batch_size=per_device, num_generations=4, max_steps=1, top_k=1,

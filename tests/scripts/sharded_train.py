@@ -44,8 +44,8 @@ KEYS = ("loss", "grad_norm", "reward", "gate/lambda", "teacher/entropy_mean", "p
 def allow_fsdp_on_cpu() -> None:
     """accelerate 1.15 selects FSDP only on accelerator devices (``AcceleratorState`` keeps MULTI_CPU and drops
     the FSDP plugin on a CPU): under ``accelerate launch --use_fsdp`` on a CPU machine, keep the plugin and the FSDP
-    distributed type (in PartialState too, which every new AcceleratorState copies). Everything after that (accelerate's FSDP preparation, transformers' Trainer, TRL, antisd)
-    runs unpatched."""
+    distributed type (in PartialState too, which every new AcceleratorState copies). Everything after that
+    (accelerate's FSDP preparation, transformers' Trainer, TRL, antisd) runs unpatched."""
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType
 
@@ -170,4 +170,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
-    leave_process_group()  # after main(): the trainer, which holds the process group, has gone with its frame
+    leave_process_group()  # after main(): the run's objects have gone with its frame

@@ -1,5 +1,5 @@
 """Two CPU processes (accelerate, gloo) choose the same teacher contexts as one process, with a GRPO group
-straddling the two ranks; and the clean exit every launched script ends with (launch_helpers.leave_process_group).
+straddling the two ranks; and the exit every launched script ends with (launch_helpers.leave_process_group).
 Each launch meets on a free port (launch_helpers.free_port)."""
 
 import json
@@ -48,9 +48,10 @@ def test_two_processes_pick_the_same_contexts_as_one(tiny_model_path, tmp_path):
 @pytest.mark.multiprocess
 def test_leaving_the_process_group_ends_gloos_workers_before_the_exit(tmp_path):
     """launch_helpers.leave_process_group, which every launched script ends with. A process that holds no group
-    any more has no gloo worker left when it exits normally; one that still holds a group (as DeepSpeed does)
-    ends with status 0 without finalizing the interpreter, where its workers would race with the exit. The
-    workers are seen by name before: the count is not blind."""
+    any more has no gloo worker left when it exits normally; one whose group outlives destroy_process_group (as
+    DDP's, FSDP2's and ZeRO-3's do in the launched scripts) ends with status 0 without finalizing the
+    interpreter, where its workers would race with the exit. The workers are seen by name before: the count is
+    not blind."""
     script = SCRIPT.parent / "gloo_exit.py"
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
           script, tmp_path])
