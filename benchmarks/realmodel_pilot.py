@@ -47,7 +47,7 @@ def make_eval_callback(run_dir: Path, problems: list[dict], a, resumed_step: int
     """A callback that scores the held-out problems at the start and every ``eval_every`` steps into curve.json."""
     from transformers import TrainerCallback
 
-    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.files import atomic_write_json
     from antisd.evaluate import EvalCallback
     from antisd.trainer.records import pack_bits
 
@@ -98,7 +98,7 @@ def train_argv(arm: str, seed: int, run_dir: Path, a, resume: str | None) -> lis
 
 
 def run_one(arm: str, seed: int, a, problems: list[dict]) -> Path | None:
-    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.files import atomic_write_json
     from antisd.cli.main import build_train_args, run_train, train_inputs
     from antisd.lm.names import resolve_model
     from antisd.trainer.records import base_identity, make_record, training_settings, write_record

@@ -97,7 +97,7 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
     from transformers import TrainerCallback
 
     from antisd.toyworld.defaults import evaluate_toy_policy
-    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.files import atomic_write_json
     from antisd.trainer.records import pack_bits
 
     curve_path, samples_path = run_dir / "curve.json", run_dir / "samples.json"
@@ -140,7 +140,7 @@ def make_eval_callback(run_dir: Path, base: str, a, resumed_step: int):
 
 def run_one(base_spec: str, arm: str, seed: int, a) -> dict:
     from antisd.toyworld.defaults import TOY_TRAIN, default_train_argv, resolve_builtins
-    from antisd.trainer.checkpoints import atomic_write_json
+    from antisd.files import atomic_write_json
     from antisd.cli.main import build_train_args, run_train, train_inputs
     from antisd.trainer.checkpoints import last_complete_checkpoint
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
+from antisd.files import atomic_write_json
 from antisd.trainer.checkpoints import (
     STATE_FILE,
-    atomic_write_json,
     last_complete_checkpoint,
     publish,
     read_state,

@@ -15,11 +15,11 @@ from typing import Any
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from antisd.files import atomic_write_json
 from antisd.trainer.checkpoints import (
     STATE_FILE,
     STATE_VERSION,
     ResumeDataOrder,
-    atomic_write_json,
     publish,
     read_state,
     remove_leftovers,

@@ -9,7 +9,7 @@ therefore:
 
 1. removes the ``.tmp-*`` leftovers of an earlier crash (``remove_leftovers``);
 2. lets transformers write the checkpoint into ``.tmp-checkpoint-N/checkpoint-N`` (``staging_dir``),
-   adds ``antisd_state.json`` (``STATE_FILE``, written last, atomically: ``atomic_write_json``);
+   adds ``antisd_state.json`` (``STATE_FILE``, written last, atomically: ``antisd.files.atomic_write_json``);
 3. fsyncs every file and folder and renames the folder to ``checkpoint-N`` in one step (``publish``);
 4. only then deletes checkpoints beyond ``save_total_limit`` (``rotate_checkpoints``), each renamed to
    ``.tmp-delete-checkpoint-K`` before its files go (``retire``), so no half-deleted folder keeps a
@@ -38,32 +38,14 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from antisd.files import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "antisd_state.json"
 STATE_VERSION = 1
 LEFTOVER_PREFIX = ".tmp-"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, rename, fsync of the folder."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
 
 
 def fsync_tree(root: Path) -> None:
@@ -74,9 +56,9 @@ def fsync_tree(root: Path) -> None:
         folders.append(Path(folder))
         for name in files:
             if not os.path.islink(os.path.join(folder, name)):
-                _fsync_path(Path(folder) / name)
+                fsync_dir(Path(folder) / name)
     for folder in reversed(folders):
-        _fsync_path(folder)
+        fsync_dir(folder)
 
 
 def staging_dir(run_dir: str | os.PathLike, name: str) -> Path:
@@ -114,7 +96,7 @@ def publish(staged: Path, final: Path) -> None:
     if final.exists():
         retire(final)
     os.replace(staged, final)
-    _fsync_path(final.parent)
+    fsync_dir(final.parent)
     shutil.rmtree(staged.parent, ignore_errors=True)
 
 
